@@ -1,0 +1,93 @@
+"""A lower bound for the NDVI job: pure decode time plus pure encode time, over the cores.
+
+1. decode: read every block window of the red and NIR bands once (single-threaded GDAL),
+   keeping nothing but a copy in a preallocated scene array;
+2. (untimed) compute NDVI for the whole scene in memory;
+3. encode: write that float32 array as a tiled 512 DEFLATE PREDICTOR=3 GeoTIFF,
+   single-threaded.
+
+No tool can do the job in less than (decode + encode) / cores of wall time, give or take
+the arithmetic, which is cheap next to decompression. Prints one JSON line with the parts.
+
+    python bench/peers/lower_bound.py RED NIR OUT [--cores 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import rasterio
+
+QUANTIFICATION = 10000.0
+
+
+def decode(path: str) -> np.ndarray:
+    with rasterio.open(path) as src:
+        scene = np.empty((src.height, src.width), dtype=src.dtypes[0])
+        for _, window in src.block_windows(1):
+            rows, cols = window.toslices()
+            scene[rows, cols] = src.read(1, window=window)
+    return scene
+
+
+def clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("red")
+    parser.add_argument("nir")
+    parser.add_argument("out")
+    parser.add_argument("--cores", type=int, default=2)
+    args = parser.parse_args()
+
+    with rasterio.Env(GDAL_NUM_THREADS="1", GDAL_CACHEMAX=64):
+        wall0, cpu0 = clock()
+        red_dn, nir_dn = decode(args.red), decode(args.nir)
+        wall1, cpu1 = clock()
+
+        red = red_dn.astype(np.float32) / QUANTIFICATION
+        nir = nir_dn.astype(np.float32) / QUANTIFICATION
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ndvi = (nir - red) / (nir + red)
+        ndvi[(red_dn == 0) | (nir_dn == 0)] = np.nan
+        del red, nir
+
+        with rasterio.open(args.red) as src:
+            profile = src.profile
+        profile.update(
+            driver="GTiff",
+            dtype="float32",
+            nodata=np.nan,
+            tiled=True,
+            blockxsize=512,
+            blockysize=512,
+            compress="deflate",
+            predictor=3,
+        )
+        wall2, cpu2 = clock()
+        with rasterio.open(args.out, "w", **profile) as dst:
+            dst.write(ndvi, 1)
+        wall3, cpu3 = clock()
+
+    decode_s, encode_s = wall1 - wall0, wall3 - wall2
+    print(
+        json.dumps(
+            {
+                "decode_s": round(decode_s, 3),
+                "decode_cpu_s": round(cpu1 - cpu0, 3),
+                "encode_s": round(encode_s, 3),
+                "encode_cpu_s": round(cpu3 - cpu2, 3),
+                "cores": args.cores,
+                "bound_s": round((decode_s + encode_s) / args.cores, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Commands: process, demo, indices. Errors map to exit codes here and only here:
+0 ok, 2 bad input or usage (any MadroneError), 1 internal error."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import warnings
+from importlib import resources
+
+import click
+
+from madrone import __version__
+from madrone.api import build_spec, run
+from madrone.cli.options import (
+    parse_band_map,
+    parse_expressions,
+    parse_floats,
+    parse_pairs,
+    split_list,
+)
+from madrone.config import Settings
+from madrone.engine.run import RunResult
+from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS
+from madrone.errors import MadroneError
+from madrone.sources.spec import SourceSpec
+
+
+class MadroneGroup(click.Group):
+    """Turns MadroneError into a one-line message and exit 2; anything else into exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MadroneError as error:
+            click.echo(f"madrone: error: {error}", err=True)
+            sys.exit(error.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except Exception as error:  # noqa: BLE001 - the last line of defence
+            click.echo(f"madrone: internal error: {type(error).__name__}: {error}", err=True)
+            if os.environ.get("MADRONE_DEBUG"):
+                raise
+            sys.exit(1)
+
+
+@click.group(cls=MadroneGroup)
+@click.version_option(__version__, prog_name="madrone")
+def cli() -> None:
+    """Sentinel-2 spectral-index mosaics: COG, PNG, legend and STAC provenance."""
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.option("--index", "-i", "indices", multiple=True, help="Indices, e.g. ndvi,ndsi.")
+@click.option(
+    "--expr", "expressions", multiple=True, help='Band math: "[NAME=](B08-B04)/(B08+B04)".'
+)
+@click.option("--output", "-o", "output_dir", required=True, help="Output folder.")
+@click.option("--name", help="Product name prefix (default: the first source's name).")
+@click.option("--resolution", type=float, help="Output pixel size in CRS units (metres).")
+@click.option("--crs", help="Output CRS, e.g. EPSG:32633 (needed for sources in several CRSs).")
+@click.option("--bbox", help="Clip to W,S,E,N in degrees (WGS84).")
+@click.option("--workers", type=int, help="Local processes (default: all cores).")
+@click.option("--tile-size", type=int, help="Tile edge in pixels (default: aligned to blocks).")
+@click.option("--resampling", type=click.Choice(RESAMPLING_METHODS), default="bilinear",
+              show_default=True, help="How coarser bands are resampled onto the output grid.")  # fmt: skip
+@click.option("--band", "bands", multiple=True, help="Explicit band file, e.g. B04=PATH (repeat).")
+@click.option("--band-map", "band_maps", multiple=True, help="Multi-band raster map, B04=3,B08=4.")
+@click.option("--offset", type=float, help="DN offset overriding the metadata, e.g. -1000.")
+@click.option("--scale", type=float, help="Reflectance per DN overriding the metadata.")
+@click.option("--mask-classes", help="SCL classes to mask, e.g. 3,8,9,10 (default: see docs).")
+@click.option("--products", default=",".join(ALL_PRODUCTS), show_default=True,
+              help="Which products to write.")  # fmt: skip
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def process(sources, indices, expressions, bands, band_maps, **options) -> None:
+    """Compute indices over SOURCES (band folders, SAFE folders or zips, STAC items, rasters)."""
+    band_map = parse_band_map(band_maps)
+    specs = [SourceSpec(path=s, band_map=band_map) for s in sources]
+    if bands:
+        specs.append(SourceSpec(bands=parse_pairs(bands, "--band")))
+    if not specs:
+        raise click.UsageError("give at least one SOURCE or --band pairs")
+    index_names = split_list(indices)
+    parsed_expr = parse_expressions(expressions)
+    if not index_names and not parsed_expr:
+        index_names = ["ndvi"]
+    mask = options.pop("mask_classes")
+    spec = build_spec(
+        specs,
+        index_names,
+        options.pop("output_dir"),
+        expressions=parsed_expr,
+        bbox=parse_floats(options.pop("bbox"), 4, "--bbox"),
+        mask_classes=[int(c) for c in split_list((mask,))] if mask else None,
+        products=split_list((options.pop("products"),)),
+        **{k: options[k] for k in ("name", "resolution", "crs", "tile_size", "resampling",
+                                    "offset", "scale")},
+    )  # fmt: skip
+    result = _run_with_progress(spec, options["workers"], options["quiet"])
+    if not options["quiet"]:
+        _print_summary(result)
+
+
+def _run_with_progress(spec, workers: int | None, quiet: bool) -> RunResult:
+    settings = Settings.from_env()
+    show_bar = not quiet and sys.stderr.isatty()
+    bar = None
+    state = {}
+
+    def on_plan(plan) -> None:
+        nonlocal bar
+        if not quiet:
+            grid = plan.grid
+            click.echo(
+                f"{plan.name}: {', '.join(i.name for i in plan.context.indices)} on "
+                f"{grid.width}x{grid.height} px at {grid.res_x:g} m ({grid.crs}), "
+                f"{len(plan.tiles)} tiles of {plan.tile_size}",
+                err=True,
+            )
+        if show_bar:
+            bar = click.progressbar(length=len(plan.tiles), label="tiles", file=sys.stderr,
+                                    show_eta=True, show_pos=True)  # fmt: skip
+            bar.__enter__()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - state.get("done", 0))
+        state["done"] = done
+
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = run(spec, workers=workers, settings=settings, progress=progress,
+                         on_plan=on_plan)  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    for warning in caught:
+        click.echo(f"madrone: warning: {warning.message}", err=True)
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def _print_summary(result: RunResult) -> None:
+    click.echo(f"done in {result.elapsed:.1f} s; products in {result.output_dir}:")
+    for key, product in result.products.items():
+        stats = product.stats
+        mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.3f}"
+        click.echo(f"  {key}: mean {mean}, valid {stats['valid_fraction']:.1%}")
+        for path in product.files.values():
+            click.echo(f"    {path}")
+
+
+@cli.command()
+@click.option("--output", "-o", "output_dir", help="Output folder (default: ./madrone-demo).")
+@click.option("--workers", type=int, help="Local processes (default: all cores).")
+@click.option("--quiet", "-q", is_flag=True)
+def demo(output_dir: str | None, workers: int | None, quiet: bool) -> None:
+    """NDVI and NDSI of a real Sentinel-2 scene bundled with madrone."""
+    settings = Settings.from_env()
+    scene = resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo"
+    output_dir = output_dir or settings.output_dir
+    spec = build_spec([str(scene)], ["ndvi", "ndsi"], output_dir, name="demo_T18SVG_20160112")
+    result = _run_with_progress(spec, workers, quiet)
+    _print_summary(result)
+    click.echo(f"open {os.path.join(result.output_dir, 'demo_T18SVG_20160112_ndvi.png')} to look")
+
+
+@cli.command(name="indices")
+@click.option("--domain", help="Only this application domain (vegetation, water, snow ...).")
+def list_indices(domain: str | None) -> None:
+    """List the indices madrone computes: name, formula, bands, reference."""
+    from madrone.indices import list_indices as available
+
+    for index in available():
+        if domain and index.domain != domain:
+            continue
+        click.echo(
+            f"{index.name:<14} {index.formula:<50} {','.join(index.bands):<20} {index.reference}"
+        )
+
+
+def main() -> None:
+    cli(prog_name="madrone")

@@ -1,0 +1,57 @@
+"""Settings: the one place configuration is read, from ``MADRONE_*`` environment variables.
+
+Every other module receives a ``Settings`` value; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from madrone.errors import InputError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine settings. Each field ``name`` is read from ``MADRONE_<NAME>``.
+
+    Attributes:
+        workers: processes of the local executor; 0 means all cores.
+        tiles_in_flight: tiles submitted ahead per worker (bounds memory).
+        gdal_cache_mb: GDAL block cache per worker process, in MiB.
+        png_max_size: the PNG's longest side in pixels; larger products are rendered from
+            the COG's overviews.
+        cog_zlevel: DEFLATE level of the COG.
+        output_dir: default output folder of ``madrone demo``.
+    """
+
+    workers: int = 0
+    tiles_in_flight: int = 2
+    gdal_cache_mb: int = 128
+    png_max_size: int = 4096
+    cog_zlevel: int = 6
+    output_dir: str = "madrone-demo"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``MADRONE_*`` variables; a malformed value names the variable."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            key = f"MADRONE_{field.name.upper()}"
+            if key not in environ:
+                continue
+            raw = environ[key]
+            try:
+                values[field.name] = int(raw) if field.type in ("int", int) else raw
+            except ValueError:
+                raise InputError(f"{key}={raw!r} is not a whole number") from None
+        return cls(**values)
+
+    def resolved_workers(self, requested: int | None = None) -> int:
+        """Worker count: the request, else the setting, else all cores."""
+        n = requested if requested is not None else self.workers
+        if n < 0:
+            raise InputError(f"workers must be 0 (all cores) or more, got {n}")
+        return n or os.cpu_count() or 1

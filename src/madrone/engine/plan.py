@@ -1,0 +1,339 @@
+"""JobSpec -> Plan: the output grid, its tiles and how each tile reads each band.
+
+Every check that can fail without reading pixels fails here (preflight): unknown index,
+bad expression, missing band, unreadable file, CRS mismatch, bbox outside the data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import rasterio
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, RasterioIOError
+from rasterio.warp import transform_bounds
+
+from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS, JobSpec
+from madrone.errors import GridError, InputError, SourceError
+from madrone.grid import Grid, Tile, iter_tiles, snap_grid
+from madrone.indices import IndexDef, index_from_expression, resolve_index
+from madrone.sources.base import BandRef, Scene
+from madrone.sources.spec import open_source
+
+# SCL classes: 0 no data, 1 saturated/defective, 3 cloud shadow, 8/9 cloud medium/high
+# probability, 10 thin cirrus, 11 snow. Classes above 11 do not exist (lossy compression
+# makes them) and are always masked.
+DEFAULT_MASK_CLASSES = (0, 1, 3, 8, 9, 10, 11)
+SNOW_CLASS = 11
+MAX_SCL_CLASS = 11
+DEFAULT_TILE = 1024
+MIN_TILE, MAX_TILE = 256, 2048
+
+
+@dataclass(frozen=True)
+class BandRead:
+    """How one band of one scene is read onto the output grid.
+
+    ``row_shift``/``col_shift`` are set when the band's pixels coincide with the grid's
+    (same CRS and resolution, integer offset): then tiles are read directly, else warped.
+    """
+
+    ref: BandRef
+    crs: str
+    transform: tuple[float, ...]
+    height: int
+    width: int
+    block: tuple[int, int]
+    file_nodata: float | None
+    row_shift: int | None
+    col_shift: int | None
+
+    @property
+    def direct(self) -> bool:
+        return self.row_shift is not None
+
+
+@dataclass(frozen=True)
+class SceneRead:
+    """One scene's band reads and the rows/cols of the output grid it covers."""
+
+    name: str
+    bands: dict[str, BandRead]
+    footprint: tuple[int, int, int, int]  # row0, col0, row1, col1 (exclusive)
+
+    def covers(self, tile: Tile) -> bool:
+        row0, col0, row1, col1 = self.footprint
+        return (
+            tile.row_off < row1
+            and tile.row_off + tile.height > row0
+            and tile.col_off < col1
+            and tile.col_off + tile.width > col0
+        )
+
+
+@dataclass(frozen=True)
+class TileContext:
+    """Everything run_tile needs besides the tile itself; sent once per worker."""
+
+    grid: Grid
+    scenes: tuple[SceneRead, ...]
+    indices: tuple[IndexDef, ...]
+    resampling: str
+    mask_classes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked job: the context, the tiles, the scenes (for provenance) and the outputs."""
+
+    spec: JobSpec
+    name: str
+    context: TileContext
+    tiles: tuple[Tile, ...]
+    scenes: tuple[Scene, ...]
+    tile_size: int
+
+    @property
+    def grid(self) -> Grid:
+        return self.context.grid
+
+
+def plan(spec: JobSpec) -> Plan:
+    """Check a JobSpec and fix the output grid and tiles; reads headers, never pixels."""
+    _check_parameters(spec)
+    indices = _resolve_indices(spec)
+    scenes = tuple(open_source(source) for source in spec.sources)
+    needed = sorted({band for index in indices for band in index.bands})
+    infos = [_inspect_scene(scene, needed) for scene in scenes]
+    grid = _output_grid(spec, scenes, infos)
+    if spec.bbox is not None:
+        grid = _clip_to_bbox(grid, spec.bbox)
+    scene_reads = tuple(
+        _scene_read(scene, info, grid) for scene, info in zip(scenes, infos, strict=True)
+    )
+    scene_reads = tuple(read for read in scene_reads if read.footprint[2] > read.footprint[0])
+    tile_size = spec.tile_size or _aligned_tile_size(scene_reads, grid)
+    context = TileContext(
+        grid, scene_reads, indices, spec.resampling, spec.mask_classes or DEFAULT_MASK_CLASSES
+    )
+    if "json" in spec.products and not any(s.metadata.get("datetime") for s in scenes):
+        raise InputError(
+            f"{scenes[0].name}: no acquisition date in the metadata or the file names "
+            "(name the files with a date such as 20160112, or leave json out of --products)"
+        )
+    name = spec.name or _safe_name(scenes[0].name)
+    return Plan(spec, name, context, tuple(iter_tiles(grid, tile_size)), scenes, tile_size)
+
+
+def _check_parameters(spec: JobSpec) -> None:
+    if not spec.sources:
+        raise InputError("no source given")
+    if not spec.indices and not spec.expressions:
+        raise InputError("no index or expression given")
+    if spec.resampling not in RESAMPLING_METHODS:
+        raise InputError(
+            f"resampling {spec.resampling!r} is not one of {', '.join(RESAMPLING_METHODS)}"
+        )
+    unknown = set(spec.products) - set(ALL_PRODUCTS)
+    if unknown or not spec.products:
+        raise InputError(
+            f"products {sorted(unknown) or 'none'}: choose from {', '.join(ALL_PRODUCTS)}"
+        )
+    if spec.resolution is not None and not (spec.resolution > 0 and math.isfinite(spec.resolution)):
+        raise InputError(f"resolution must be a positive number, got {spec.resolution}")
+    if spec.tile_size is not None and spec.tile_size < 16:
+        raise InputError(f"tile size must be at least 16 pixels, got {spec.tile_size}")
+    if spec.mask_classes is not None:
+        bad = [c for c in spec.mask_classes if not 0 <= c <= MAX_SCL_CLASS]
+        if bad:
+            raise InputError(f"mask classes {bad} are not SCL classes (0 to {MAX_SCL_CLASS})")
+    if spec.bbox is not None:
+        _check_bbox(spec.bbox)
+
+
+def _check_bbox(bbox: tuple[float, float, float, float]) -> None:
+    if len(bbox) != 4:
+        raise InputError(f"bbox needs 4 numbers W,S,E,N, got {len(bbox)}")
+    west, south, east, north = bbox
+    for label, value, limit in (("west", west, 180), ("east", east, 180)):
+        if not -limit <= value <= limit:
+            raise InputError(f"bbox {label} {value} is not a longitude in [-180, 180]")
+    for label, value in (("south", south), ("north", north)):
+        if not -90 <= value <= 90:
+            raise InputError(f"bbox {label} {value} is not a latitude in [-90, 90]")
+    if west >= east:
+        raise InputError(f"bbox west {west} must be less than east {east}")
+    if south >= north:
+        raise InputError(f"bbox south {south} must be less than north {north}")
+
+
+def _resolve_indices(spec: JobSpec) -> tuple[IndexDef, ...]:
+    indices = [resolve_index(name) for name in spec.indices]
+    indices += [index_from_expression(expr, name) for name, expr in spec.expressions]
+    names = [index.name.lower() for index in indices]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"index {duplicates[0]} is asked for twice")
+    return tuple(indices)
+
+
+@dataclass(frozen=True)
+class _BandInfo:
+    crs: CRS
+    transform: tuple[float, ...]
+    height: int
+    width: int
+    block: tuple[int, int]
+    nodata: float | None
+
+
+def _inspect_scene(scene: Scene, needed: list[str]) -> dict[str, tuple[BandRef, _BandInfo]]:
+    refs = {band: scene.band(band) for band in needed}
+    if "SCL" in scene.bands:
+        refs["SCL"] = scene.bands["SCL"]
+    return {band: (ref, _inspect_band(scene.name, band, ref)) for band, ref in refs.items()}
+
+
+def _inspect_band(scene_name: str, band: str, ref: BandRef) -> _BandInfo:
+    try:
+        with rasterio.open(ref.uri) as dataset:
+            if not 1 <= ref.band_index <= dataset.count:
+                raise SourceError(
+                    f"{ref.uri}: band {band} is mapped to band {ref.band_index} "
+                    f"but the file has {dataset.count}"
+                )
+            if dataset.crs is None:
+                raise SourceError(f"{ref.uri}: band {band} has no CRS")
+            return _BandInfo(
+                dataset.crs,
+                tuple(dataset.transform)[:6],
+                dataset.height,
+                dataset.width,
+                tuple(dataset.block_shapes[ref.band_index - 1]),
+                dataset.nodatavals[ref.band_index - 1],
+            )
+    except RasterioIOError as error:
+        raise SourceError(
+            f"{ref.uri}: band {band} of {scene_name} is missing or unreadable ({error})"
+        ) from error
+
+
+def _output_grid(spec: JobSpec, scenes: tuple[Scene, ...], infos: list[dict]) -> Grid:
+    crs = _output_crs(spec, scenes, infos)
+    spectral = [info for scene_info in infos for b, (_, info) in scene_info.items() if b != "SCL"]
+    finest = min(spectral, key=lambda info: abs(info.transform[0]))
+    same_crs = all(info.crs == crs for info in spectral)
+    if same_crs and spec.resolution is None and len(scenes) == 1:
+        return Grid(crs.to_string(), finest.transform, finest.height, finest.width)
+    res = spec.resolution or abs(finest.transform[0])
+    if spec.resolution is None and not same_crs and crs.is_geographic != finest.crs.is_geographic:
+        raise GridError(f"give --resolution for an output in {crs.to_string()}")
+    bounds = [_bounds_in(info, crs) for info in spectral]
+    union = (
+        min(b[0] for b in bounds),
+        min(b[1] for b in bounds),
+        max(b[2] for b in bounds),
+        max(b[3] for b in bounds),
+    )
+    anchor = (finest.transform[2], finest.transform[5]) if finest.crs == crs else (0.0, 0.0)
+    return snap_grid(crs.to_string(), union, res, res, *anchor)
+
+
+def _output_crs(spec: JobSpec, scenes: tuple[Scene, ...], infos: list[dict]) -> CRS:
+    if spec.crs:
+        try:
+            return CRS.from_user_input(spec.crs)
+        except CRSError as error:
+            raise InputError(f"--crs {spec.crs!r} is not a CRS rasterio knows ({error})") from None
+    by_scene = {}
+    for scene, scene_info in zip(scenes, infos, strict=True):
+        for band, (_, info) in scene_info.items():
+            if band != "SCL":
+                by_scene.setdefault(info.crs.to_string(), []).append(f"{scene.name} {band}")
+    if len(by_scene) > 1:
+        listing = "; ".join(f"{crs}: {', '.join(names[:3])}" for crs, names in by_scene.items())
+        raise GridError(f"sources are in different CRSs ({listing}); choose one with --crs")
+    return CRS.from_user_input(next(iter(by_scene)))
+
+
+def _bounds_in(info: _BandInfo, crs: CRS) -> tuple[float, float, float, float]:
+    a, _, c, _, e, f = info.transform
+    left, top = c, f
+    right, bottom = c + a * info.width, f + e * info.height
+    if info.crs == crs:
+        return (left, bottom, right, top)
+    return transform_bounds(info.crs, crs, left, bottom, right, top, densify_pts=21)
+
+
+def _clip_to_bbox(grid: Grid, bbox: tuple[float, float, float, float]) -> Grid:
+    left, bottom, right, top = transform_bounds("EPSG:4326", grid.crs, *bbox, densify_pts=21)
+    g_left, g_bottom, g_right, g_top = grid.bounds
+    inter = (max(left, g_left), max(bottom, g_bottom), min(right, g_right), min(top, g_top))
+    if inter[0] >= inter[2] or inter[1] >= inter[3]:
+        data = transform_bounds(grid.crs, "EPSG:4326", *grid.bounds, densify_pts=21)
+        raise GridError(
+            f"bbox {','.join(f'{v:g}' for v in bbox)} does not overlap the data, which covers "
+            f"{','.join(f'{v:.4f}' for v in data)} (W,S,E,N)"
+        )
+    return snap_grid(grid.crs, inter, grid.res_x, grid.res_y, grid.transform[2], grid.transform[5])
+
+
+def _scene_read(scene: Scene, info: dict, grid: Grid) -> SceneRead:
+    bands = {band: _band_read(ref, band_info, grid) for band, (ref, band_info) in info.items()}
+    rows, cols = [], []
+    for band, (_, band_info) in info.items():
+        if band == "SCL":
+            continue
+        left, bottom, right, top = _bounds_in(band_info, CRS.from_user_input(grid.crs))
+        rows += [(grid.transform[5] - top) / grid.res_y, (grid.transform[5] - bottom) / grid.res_y]
+        cols += [(left - grid.transform[2]) / grid.res_x, (right - grid.transform[2]) / grid.res_x]
+    footprint = (
+        max(0, math.floor(min(rows))),
+        max(0, math.floor(min(cols))),
+        min(grid.height, math.ceil(max(rows))),
+        min(grid.width, math.ceil(max(cols))),
+    )
+    return SceneRead(scene.name, bands, footprint)
+
+
+def _band_read(ref: BandRef, info: _BandInfo, grid: Grid) -> BandRead:
+    row_shift = col_shift = None
+    a, _, c, _, e, f = info.transform
+    if info.crs == CRS.from_user_input(grid.crs) and (a, e) == (grid.res_x, -grid.res_y):
+        col = (grid.transform[2] - c) / a
+        row = (grid.transform[5] - f) / e
+        if abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:
+            row_shift, col_shift = round(row), round(col)
+    return BandRead(
+        ref,
+        info.crs.to_string(),
+        info.transform,
+        info.height,
+        info.width,
+        info.block,
+        info.nodata,
+        row_shift,
+        col_shift,
+    )
+
+
+def _aligned_tile_size(scenes: tuple[SceneRead, ...], grid: Grid) -> int:
+    """A tile edge whose footprint in every band is a whole number of that band's blocks,
+    so no compressed block (JPEG 2000 codeblock, GeoTIFF tile) is decoded twice."""
+    candidates = []
+    for scene in scenes:
+        for read in scene.bands.values():
+            block_rows, block_cols = read.block
+            if block_rows != block_cols or block_rows < 64:
+                continue
+            candidates.append(round(block_cols * abs(read.transform[0]) / grid.res_x))
+    size = max(candidates, default=DEFAULT_TILE)
+    return max(MIN_TILE, min(MAX_TILE, size))
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(name.rstrip("/")))
+    return cleaned.strip("._") or "madrone"

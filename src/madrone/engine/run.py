@@ -1,0 +1,221 @@
+"""Drive an executor over a plan, stream tiles to the writer, then make the products.
+
+Everything is written into a private staging folder inside the output folder and moved into
+place only when complete, so a failure at any step leaves no partial product behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from madrone import __version__
+from madrone.engine.plan import Plan, TileContext
+from madrone.engine.tile import TileResult
+from madrone.errors import ImplausibleReflectanceWarning, MadroneError, ProcessingError
+from madrone.grid import Tile
+from madrone.products.render import render_legend, render_png, style_for
+from madrone.products.stac import build_item, write_json
+from madrone.products.stats import compute_stats
+from madrone.products.writer import CogWriter
+from madrone.sources.reflectance import ReflectanceCounts
+
+Progress = Callable[[int, int], None]
+
+
+class Executor(Protocol):
+    """Moves tiles to run_tile and results back, in any order."""
+
+    def map_tiles(self, context: TileContext, tiles: Sequence[Tile]) -> Iterator[TileResult]: ...
+
+
+@dataclass
+class IndexProducts:
+    """The files written for one index and the statistics of its values."""
+
+    index: str
+    files: dict[str, str]
+    stats: dict
+
+
+@dataclass
+class RunResult:
+    """What a run produced: products per index, and any plausibility warnings."""
+
+    name: str
+    output_dir: str
+    products: dict[str, IndexProducts]
+    warnings: list[str] = field(default_factory=list)
+    tiles: int = 0
+    elapsed: float = 0.0
+
+
+def run_plan(
+    plan: Plan,
+    executor: Executor,
+    *,
+    threads: int = 1,
+    zlevel: int = 6,
+    png_max_size: int = 4096,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Execute a plan and write its products into the spec's output folder."""
+    output_dir = os.path.abspath(plan.spec.output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{plan.name}.", suffix=".partial", dir=output_dir)
+    try:
+        names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
+        writer = CogWriter(plan.grid, staging, names, _tags(plan), threads, zlevel)
+        try:
+            counts = _stream_tiles(plan, executor, writer, progress)
+            cogs = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        notes = _plausibility(plan, counts)
+        products = {
+            key: _index_products(plan, key, cogs[key], names[key], notes, png_max_size)
+            for key in cogs
+        }
+        files = _publish(staging, output_dir, products, plan.spec.products)
+        for key, product in products.items():
+            product.files = files[key]
+        return RunResult(plan.name, output_dir, products, notes, len(plan.tiles))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stream_tiles(
+    plan: Plan, executor: Executor, writer: CogWriter, progress: Progress | None
+) -> dict[tuple[str, str], ReflectanceCounts]:
+    counts: dict[tuple[str, str], ReflectanceCounts] = {}
+    total = len(plan.tiles)
+    try:
+        for done, result in enumerate(executor.map_tiles(plan.context, plan.tiles), start=1):
+            writer.write(result.tile, result.arrays)
+            for key, tally in result.counts.items():
+                counts.setdefault(key, ReflectanceCounts()).merge(tally)
+            if progress:
+                progress(done, total)
+    except MadroneError:
+        raise
+    except Exception as error:
+        raise ProcessingError(f"processing {plan.name} failed: {error}") from error
+    return counts
+
+
+def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) -> list[str]:
+    """Warn, naming the source and the offset used, when reflectance looks wrong."""
+    radiometry = {scene.name: scene.metadata.get("radiometry", "") for scene in plan.scenes}
+    offsets = {
+        (scene.name, band): ref.offset for scene in plan.scenes for band, ref in scene.bands.items()
+    }
+    notes = []
+    for (scene, band), tally in sorted(counts.items()):
+        problem = tally.problem()
+        if problem:
+            message = (
+                f"{scene} {band}: implausible reflectance, {problem} with offset "
+                f"{offsets.get((scene, band), 0):g} DN ({radiometry.get(scene)}); "
+                "check the metadata or set --offset/--scale"
+            )
+            warnings.warn(message, ImplausibleReflectanceWarning, stacklevel=2)
+            notes.append(message)
+    return notes
+
+
+def _tags(plan: Plan) -> dict[str, dict[str, str]]:
+    sources = ";".join(scene.name for scene in plan.scenes)
+    return {
+        index.name: {
+            "index": index.name,
+            "long_name": index.long_name,
+            "formula": index.formula,
+            "bands": ",".join(index.bands),
+            "sources": sources,
+            "resampling": plan.spec.resampling,
+            "software": f"madrone {__version__}",
+        }
+        for index in plan.context.indices
+    }
+
+
+def _index_products(
+    plan: Plan, key: str, cog: str, name: str, notes: list[str], png_max_size: int
+) -> IndexProducts:
+    index = next(i for i in plan.context.indices if i.name == key)
+    style = style_for(index.name, index.domain)
+    stats = compute_stats(cog, (style.vmin, style.vmax))
+    staging = os.path.dirname(cog)
+    files = {"cog": cog}
+    wanted = plan.spec.products
+    if "png" in wanted:
+        files["png"] = render_png(cog, os.path.join(staging, f"{name}.png"), style, png_max_size)[
+            "path"
+        ]
+    if "legend" in wanted:
+        files["legend"] = render_legend(
+            os.path.join(staging, f"{name}.legend.png"), style, f"{index.name} ({index.long_name})"
+        )
+    if "json" in wanted:
+        files["json"] = os.path.join(staging, f"{name}.json")
+        item = build_item(
+            item_id=name,
+            raster_path=cog,
+            index=index.to_dict(),
+            stats=stats,
+            sources=[_source_record(scene) for scene in plan.scenes],
+            assets={kind: os.path.basename(path) for kind, path in files.items()},
+            properties=_properties(plan, notes),
+        )
+        write_json(files["json"], item)
+    return IndexProducts(key, files, stats)
+
+
+def _source_record(scene) -> dict:
+    keep = ("href", "datetime", "platform", "processing_baseline", "product_type", "radiometry")
+    record = {"name": scene.name}
+    record.update({k: scene.metadata[k] for k in keep if scene.metadata.get(k) is not None})
+    return record
+
+
+def _properties(plan: Plan, notes: list[str]) -> dict:
+    spec = plan.spec
+    properties = {
+        "madrone:resampling": spec.resampling,
+        "madrone:mask_classes": list(plan.context.mask_classes),
+        "madrone:warnings": notes,
+    }
+    dates = sorted(s.metadata["datetime"] for s in plan.scenes if s.metadata.get("datetime"))
+    if len(dates) == 1:
+        properties["datetime"] = dates[0]
+    return properties
+
+
+def _publish(
+    staging: str, output_dir: str, products: dict[str, IndexProducts], wanted: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """Move finished files (and their side-cars) into the output folder, JSON last."""
+    moved: dict[str, dict[str, str]] = {}
+    order = ("cog", "png", "legend", "json")
+    for key, product in products.items():
+        moved[key] = {}
+        for kind in order:
+            path = product.files.get(kind)
+            if path is None or kind not in wanted:
+                continue
+            for sidecar in _with_sidecars(path):
+                os.replace(sidecar, os.path.join(output_dir, os.path.basename(sidecar)))
+            moved[key][kind] = os.path.join(output_dir, os.path.basename(path))
+    return moved
+
+
+def _with_sidecars(path: str) -> list[str]:
+    stem = os.path.splitext(path)[0]
+    candidates = [path, f"{path}.aux.xml", f"{stem}.pgw", f"{stem}.wld"]
+    return [p for p in candidates if os.path.exists(p)]

@@ -1,0 +1,168 @@
+"""run_tile: read band windows -> reflectance -> masks -> indices -> float32 tiles.
+
+Pure and deterministic: the same context and tile give the same bytes in any process, so
+every executor produces identical products. Open datasets are cached per process (opening a
+JPEG 2000 file per tile would cost more than reading it), which changes no result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numexpr
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
+from madrone.grid import Grid, Tile
+from madrone.sources.reflectance import ReflectanceCounts
+
+
+@dataclass
+class TileResult:
+    """One tile's index values and the reflectance counts behind the plausibility check."""
+
+    tile: Tile
+    arrays: dict[str, np.ndarray]
+    counts: dict[tuple[str, str], ReflectanceCounts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TileTask:
+    """A unit of work: the job's context and one tile of its grid."""
+
+    context: TileContext
+    tile: Tile
+
+
+_DATASETS: dict[str, rasterio.DatasetReader] = {}
+_WARPED: dict[tuple, WarpedVRT] = {}
+
+
+def run_tile(task: TileTask) -> TileResult:
+    """Compute every index of the context over one tile; NaN wherever no scene is valid."""
+    context, tile = task.context, task.tile
+    shape = (tile.height, tile.width)
+    outputs = {index.name: np.full(shape, np.nan, dtype=np.float32) for index in context.indices}
+    counts: dict[tuple[str, str], ReflectanceCounts] = {}
+    for scene in context.scenes:
+        if not scene.covers(tile):
+            continue
+        pending = [i for i in context.indices if np.isnan(outputs[i.name]).any()]
+        if not pending:
+            break
+        bands = sorted({band for index in pending for band in index.bands})
+        reflectance = {}
+        for band in bands:
+            reflectance[band] = read_reflectance(scene.bands[band], context, tile)
+            tally = counts.setdefault((scene.name, band), ReflectanceCounts())
+            tally.add_array(reflectance[band])
+        scl = _read_scl(scene, context, tile)
+        for index in pending:
+            values = index.compute(reflectance)
+            if scl is not None:
+                values[_scl_mask(scl, context.mask_classes, index.keeps_snow)] = np.nan
+            out = outputs[index.name]
+            fill = np.isnan(out)
+            out[fill] = values[fill]
+    return TileResult(tile, outputs, counts)
+
+
+def read_reflectance(read: BandRead, context: TileContext, tile: Tile) -> np.ndarray:
+    """One band over one tile as float32 reflectance, NaN where nodata or saturated."""
+    ref = read.ref
+    offset, scale = np.float32(ref.offset), np.float32(ref.scale)
+    nan = np.float32(np.nan)
+    if read.direct:
+        dn = _read_direct(read, tile)
+        invalid = np.zeros(dn.shape, dtype=bool)
+        for special in (ref.nodata, ref.saturated, read.file_nodata):
+            if special is not None:
+                invalid |= dn == special
+        return numexpr.evaluate(
+            "where(invalid, nan, (dn + offset) * scale)",
+            local_dict={"invalid": invalid, "nan": nan, "dn": dn, "offset": offset, "scale": scale},
+        ).astype(np.float32, copy=False)
+    dn = _read_warped(read, context.grid, tile, context.resampling, np.float32)
+    return numexpr.evaluate(
+        "(dn + offset) * scale", local_dict={"dn": dn, "offset": offset, "scale": scale}
+    ).astype(np.float32, copy=False)
+
+
+def _read_scl(scene: SceneRead, context: TileContext, tile: Tile) -> np.ndarray | None:
+    read = scene.bands.get("SCL")
+    if read is None:
+        return None
+    if read.direct:
+        return _read_direct(read, tile)
+    return _read_warped(read, context.grid, tile, "nearest", np.uint8)
+
+
+def _scl_mask(scl: np.ndarray, classes: tuple[int, ...], keeps_snow: bool) -> np.ndarray:
+    masked = [c for c in classes if not (keeps_snow and c == SNOW_CLASS)]
+    lookup = np.zeros(256, dtype=bool)
+    lookup[masked] = True
+    lookup[SNOW_CLASS + 1 :] = True  # classes that do not exist are never trusted
+    return lookup[scl.astype(np.uint8, copy=False)]
+
+
+def _dataset(uri: str) -> rasterio.DatasetReader:
+    dataset = _DATASETS.get(uri)
+    if dataset is None or dataset.closed:
+        dataset = _DATASETS[uri] = rasterio.open(uri)
+    return dataset
+
+
+def _read_direct(read: BandRead, tile: Tile) -> np.ndarray:
+    """Read the tile's window from a band whose pixels coincide with the grid; the part
+    outside the file is filled with the nodata value."""
+    dataset = _dataset(read.ref.uri)
+    row0, col0 = tile.row_off + read.row_shift, tile.col_off + read.col_shift
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row0 + tile.height, read.height), min(col0 + tile.width, read.width)
+    dtype = dataset.dtypes[read.ref.band_index - 1]
+    if r0 == row0 and c0 == col0 and r1 - r0 == tile.height and c1 - c0 == tile.width:
+        return dataset.read(read.ref.band_index, window=Window(c0, r0, c1 - c0, r1 - r0))
+    fill = read.ref.nodata if read.ref.nodata is not None else 0
+    out = np.full((tile.height, tile.width), fill, dtype=dtype)
+    if r1 > r0 and c1 > c0:
+        out[r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = dataset.read(
+            read.ref.band_index, window=Window(c0, r0, c1 - c0, r1 - r0)
+        )
+    return out
+
+
+def _read_warped(
+    read: BandRead, grid: Grid, tile: Tile, resampling: str, dtype: type
+) -> np.ndarray:
+    """Resample a band onto the output grid (another resolution, alignment or CRS)."""
+    key = (read.ref.uri, read.ref.band_index, grid, resampling, np.dtype(dtype).str)
+    vrt = _WARPED.get(key)
+    if vrt is None or vrt.closed:
+        src_nodata = read.ref.nodata if read.ref.nodata is not None else read.file_nodata
+        vrt = _WARPED[key] = WarpedVRT(
+            _dataset(read.ref.uri),
+            crs=grid.crs,
+            transform=grid.affine,
+            width=grid.width,
+            height=grid.height,
+            resampling=Resampling[resampling],
+            src_nodata=src_nodata,
+            nodata=np.nan if np.dtype(dtype).kind == "f" else 0,
+            dtype=np.dtype(dtype).name,
+            warp_extras={"ERROR_THRESHOLD": 0},
+        )
+    return vrt.read(read.ref.band_index, window=tile.window)
+
+
+def close_datasets() -> None:
+    """Close every dataset this process opened (end of an in-process run, worker exit)."""
+    for vrt in _WARPED.values():
+        vrt.close()
+    for dataset in _DATASETS.values():
+        dataset.close()
+    _WARPED.clear()
+    _DATASETS.clear()

@@ -1,0 +1,53 @@
+"""One root for every error a user can cause, and the warnings madrone raises.
+
+Each class carries the CLI exit code and the HTTP status it maps to, so the CLI and (later)
+the web app translate errors in one place.
+"""
+
+from __future__ import annotations
+
+
+class MadroneError(Exception):
+    """Root of all errors a user can cause: bad input, bad configuration, unreadable data."""
+
+    exit_code: int = 2
+    http_status: int = 400
+
+
+class InputError(MadroneError):
+    """A parameter or argument the user gave is invalid."""
+
+
+class SourceError(MadroneError):
+    """A source cannot be found, opened or understood; the message names the file or URL."""
+
+    http_status = 422
+
+
+class BandMissingError(SourceError):
+    """A band an index needs is not in the source; the message lists what the source has."""
+
+
+class UnknownIndexError(InputError):
+    """The index name is in neither the built-ins nor the spectral index catalog."""
+
+    http_status = 404
+
+
+class ExpressionError(InputError):
+    """A user band-math expression is malformed or uses something not allowed."""
+
+
+class GridError(InputError):
+    """The output grid cannot be built: CRS mismatch, bbox outside the data, bad resolution."""
+
+
+class ProcessingError(MadroneError):
+    """A tile failed while running; carries the tile and the cause. Not the user's fault."""
+
+    exit_code = 1
+    http_status = 500
+
+
+class ImplausibleReflectanceWarning(UserWarning):
+    """Reflectance computed from a source looks wrong (mostly negative, or far above 1)."""

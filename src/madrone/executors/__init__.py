@@ -1,0 +1,1 @@
+"""Executors move TileTasks to run_tile and TileResults back; nothing else."""

@@ -1,0 +1,77 @@
+"""The default executor: a process pool on this machine, with bounded tiles in flight."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+from madrone.engine.plan import TileContext
+from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
+from madrone.grid import Tile
+
+_CONTEXT: TileContext | None = None
+
+
+def _init_worker(context: TileContext, gdal_cache_mb: int) -> None:
+    """Runs once per worker process: one thread each, a bounded GDAL cache, the context."""
+    global _CONTEXT
+    _CONTEXT = context
+    os.environ["GDAL_CACHEMAX"] = str(gdal_cache_mb)
+    os.environ["GDAL_NUM_THREADS"] = "1"
+    import numexpr
+
+    numexpr.set_num_threads(1)
+
+
+def _run_in_worker(tile: Tile) -> TileResult:
+    assert _CONTEXT is not None, "worker was not initialised"
+    return run_tile(TileTask(_CONTEXT, tile))
+
+
+class LocalExecutor:
+    """Runs tiles in a pool of ``workers`` processes (in this process when workers is 1).
+
+    At most ``workers * tiles_in_flight`` tiles are submitted ahead, which bounds memory.
+    """
+
+    def __init__(self, workers: int, tiles_in_flight: int = 2, gdal_cache_mb: int = 128):
+        self.workers = max(1, workers)
+        self.in_flight = max(1, self.workers * tiles_in_flight)
+        self.gdal_cache_mb = gdal_cache_mb
+
+    def map_tiles(self, context: TileContext, tiles: Sequence[Tile]) -> Iterator[TileResult]:
+        """Yield one result per tile, in completion order."""
+        if self.workers == 1 or len(tiles) == 1:
+            try:
+                for tile in tiles:
+                    yield run_tile(TileTask(context, tile))
+            finally:
+                close_datasets()
+            return
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tiles)),
+            mp_context=multiprocessing.get_context(method),
+            initializer=_init_worker,
+            initargs=(context, self.gdal_cache_mb),
+        )
+        pending: set[Future] = set()
+        queue = iter(tiles)
+        try:
+            for tile in queue:
+                pending.add(pool.submit(_run_in_worker, tile))
+                if len(pending) >= self.in_flight:
+                    break
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result()
+                    next_tile = next(queue, None)
+                    if next_tile is not None:
+                        pending.add(pool.submit(_run_in_worker, next_tile))
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,254 @@
+"""The provenance record of a product: a STAC Item beside the COG, PNG and legend.
+
+The item says where the product lies (footprint in WGS84, projection fields), what it is
+(the index: name, formula, bands), what went in (sources and their radiometry), its
+statistics and which madrone made it. It holds no wall-clock time, so the same job writes
+the same bytes on every run and every executor. Asset hrefs are relative to the item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from datetime import UTC, datetime
+from typing import Any
+
+import pystac
+import rasterio
+from pystac.extensions.projection import ProjectionExtension
+from pystac.extensions.raster import DataType, Histogram, RasterBand, RasterExtension, Statistics
+from pystac.utils import str_to_datetime
+from rasterio.warp import transform_geom
+
+from madrone.errors import InputError, ProcessingError
+
+PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+
+_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+_PNG = "image/png"
+_JSON = "application/json"
+
+# Asset key -> (media type, roles, title). The engine's keys (cog, png, json) and STAC's
+# usual ones (data, visual, overview, metadata) are both understood.
+_ASSET_KINDS: dict[str, tuple[str, list[str], str]] = {
+    "data": (_COG, ["data"], "Index values (float32 COG, NaN = nodata)"),
+    "cog": (_COG, ["data"], "Index values (float32 COG, NaN = nodata)"),
+    "visual": (_PNG, ["visual"], "Coloured rendering (RGBA PNG)"),
+    "png": (_PNG, ["visual", "overview"], "Coloured rendering (RGBA PNG)"),
+    "overview": (_PNG, ["overview"], "Coloured rendering (RGBA PNG)"),
+    "legend": (_PNG, ["legend"], "Legend of the colour scale"),
+    "metadata": (_JSON, ["metadata"], "This STAC item"),
+    "json": (_JSON, ["metadata"], "This STAC item"),
+}
+_EXTENSION_TYPES = {".tif": "image/tiff; application=geotiff", ".png": _PNG, ".json": _JSON}
+_DATA_KEYS = ("data", "cog")
+_EDGE_POINTS = 16  # footprint vertices per edge, so curved edges in lon/lat stay inside
+_DECIMALS = 7  # lon/lat decimals in the geometry: about 1 cm
+
+
+def build_item(
+    *,
+    item_id: str,
+    raster_path: str,
+    index: dict,
+    stats: dict,
+    sources: list[dict],
+    assets: dict[str, str],
+    properties: dict,
+) -> dict:
+    """Describe a product as a STAC Item and return it as a plain dict.
+
+    Args:
+        item_id: the item's id (the product's file stem).
+        raster_path: the product's COG; footprint and projection fields are read from it.
+        index: the index record (name, formula, bands, ...), kept as ``madrone:index``.
+        stats: the result of ``compute_stats``, kept as ``madrone:stats``.
+        sources: one dict per input scene (name, href, datetime, radiometry ...).
+        assets: asset key -> href relative to the item (a file name).
+        properties: more item properties; ``datetime`` here sets the item's datetime.
+
+    Returns:
+        The item as a JSON-able dict, checked by a pystac round trip.
+    """
+    from madrone import __version__
+
+    extra = dict(properties)
+    moment, start, end = _item_dates(extra.pop("datetime", None), sources)
+    extra = _plain(extra)
+    with rasterio.open(raster_path) as ds:
+        crs, transform, shape, bounds = ds.crs, ds.transform, ds.shape, ds.bounds
+    if crs is None:
+        raise InputError(f"{raster_path} has no CRS; cannot place it on the map")
+    geometry, bbox = _footprint(crs, bounds)
+    fields = {
+        "madrone:index": _plain(index),
+        "madrone:stats": _plain(stats),
+        "madrone:sources": _plain(list(sources)),
+        "processing:software": {"madrone": __version__},
+    }
+    fields.update(extra)
+    item = pystac.Item(
+        id=item_id,
+        geometry=geometry,
+        bbox=bbox,
+        datetime=moment,
+        properties=fields,
+        start_datetime=start,
+        end_datetime=end,
+        stac_extensions=[PROCESSING_SCHEMA],
+    )
+    epsg = crs.to_epsg()
+    ProjectionExtension.ext(item, add_if_missing=True).apply(
+        epsg=epsg,
+        wkt2=None if epsg else crs.to_wkt(version="WKT2_2019"),
+        shape=list(shape),
+        transform=list(transform)[:6],
+        bbox=list(bounds),
+    )
+    for key, href in assets.items():
+        item.add_asset(key, _asset(key, href))
+        if key in _DATA_KEYS:
+            _add_raster_band(item.assets[key], stats, abs(transform.a))
+    result = item.to_dict(include_self_link=False, transform_hrefs=False)
+    pystac.Item.from_dict(result).to_dict(include_self_link=False, transform_hrefs=False)
+    return result
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write deterministic JSON (sorted keys, indent 2, final newline) atomically."""
+    text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=folder, prefix=".madrone-", suffix=".json", delete=False
+        ) as f:
+            tmp = f.name
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        raise ProcessingError(f"cannot write {path}: {e}") from e
+
+
+def _asset(key: str, href: str) -> pystac.Asset:
+    if os.path.isabs(href) or "://" in href or href.startswith(".."):
+        raise ValueError(f"asset {key!r} href {href!r} must be relative to the item")
+    media_type, roles, title = _ASSET_KINDS.get(
+        key, (_EXTENSION_TYPES.get(os.path.splitext(href)[1].lower()), [key], None)
+    )
+    return pystac.Asset(href=href, title=title, media_type=media_type, roles=list(roles))
+
+
+def _add_raster_band(asset: pystac.Asset, stats: dict, resolution: float) -> None:
+    """Attach ``raster:bands`` (float32, NaN nodata, statistics, histogram) to the data asset."""
+    statistics = None
+    if stats.get("valid_pixels"):
+        statistics = Statistics.create(
+            minimum=stats["min"],
+            maximum=stats["max"],
+            mean=stats["mean"],
+            stddev=stats["std"],
+            valid_percent=round(100.0 * stats["valid_fraction"], 6),
+        )
+    histogram = None
+    if stats.get("histogram"):
+        edges, counts = stats["histogram"]["edges"], stats["histogram"]["counts"]
+        histogram = Histogram.create(len(counts), edges[0], edges[-1], list(counts))
+    band = RasterBand.create(
+        nodata="nan",
+        data_type=DataType.FLOAT32,
+        spatial_resolution=resolution,
+        statistics=statistics,
+        histogram=histogram,
+    )
+    RasterExtension.ext(asset, add_if_missing=True).bands = [band]
+
+
+def _item_dates(
+    given: Any, sources: list[dict]
+) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """Return (datetime, start, end): the given moment, else the sources' time range."""
+    if given:
+        return _to_datetime(given), None, None
+    moments = sorted(_to_datetime(s["datetime"]) for s in sources if s.get("datetime"))
+    if not moments:
+        raise InputError(
+            "the product has no date: no 'datetime' property and no source with a datetime"
+        )
+    return None, moments[0], moments[-1]
+
+
+def _to_datetime(value: str | datetime) -> datetime:
+    moment = value if isinstance(value, datetime) else str_to_datetime(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _footprint(crs: rasterio.crs.CRS, bounds: Any) -> tuple[dict, list[float]]:
+    """Return the raster's outline in WGS84 (densified edges) and its bbox, rounded outward."""
+    left, bottom, right, top = bounds
+    steps = [i / _EDGE_POINTS for i in range(_EDGE_POINTS)]
+    # Counter-clockwise, as GeoJSON asks: down the west edge, east along the south, ...
+    ring = (
+        [(left, top + (bottom - top) * t) for t in steps]
+        + [(left + (right - left) * t, bottom) for t in steps]
+        + [(right, bottom + (top - bottom) * t) for t in steps]
+        + [(right + (left - right) * t, top) for t in steps]
+    )
+    ring.append(ring[0])
+    outline = {"type": "Polygon", "coordinates": [ring]}
+    geometry = dict(transform_geom(crs, "EPSG:4326", outline))
+    bbox = _bbox(geometry)
+    return _round_geometry(geometry), bbox
+
+
+def _bbox(geometry: dict) -> list[float]:
+    """Bbox of a polygon, or of the two halves of a footprint cut at the antimeridian."""
+    polygons = (
+        geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
+    )
+    parts = [[pt for ring in polygon for pt in ring] for polygon in polygons]
+    lats = [pt[1] for part in parts for pt in part]
+    if len(parts) == 2 and geometry["type"] == "MultiPolygon":
+        east, west = sorted(parts, key=lambda p: -max(pt[0] for pt in p))
+        lon_min, lon_max = min(pt[0] for pt in east), max(pt[0] for pt in west)
+    else:
+        lons = [pt[0] for part in parts for pt in part]
+        lon_min, lon_max = min(lons), max(lons)
+    scale = 10**_DECIMALS
+    return [
+        math.floor(lon_min * scale) / scale,
+        math.floor(min(lats) * scale) / scale,
+        math.ceil(lon_max * scale) / scale,
+        math.ceil(max(lats) * scale) / scale,
+    ]
+
+
+def _round_geometry(geometry: dict) -> dict:
+    def walk(node: Any) -> Any:
+        if isinstance(node, (list, tuple)):
+            if node and isinstance(node[0], float | int):
+                return [round(float(c), _DECIMALS) for c in node]
+            return [walk(child) for child in node]
+        return node
+
+    return {"type": geometry["type"], "coordinates": walk(geometry["coordinates"])}
+
+
+def _plain(value: Any) -> Any:
+    """Copy a value as plain JSON data: tuples become lists, datetimes ISO strings."""
+
+    def default(obj: Any) -> str:
+        if isinstance(obj, datetime):
+            return pystac.utils.datetime_to_str(_to_datetime(obj))
+        raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON data")
+
+    try:
+        return json.loads(json.dumps(value, allow_nan=False, default=default))
+    except (TypeError, ValueError) as e:
+        raise ProcessingError(f"metadata is not plain JSON data: {e}") from e

@@ -1,0 +1,23 @@
+"""Shared fixtures: the real Sentinel-2 test data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real Sentinel-2 data folder; a missing folder fails the run, it never skips."""
+    default = REPO_ROOT.parent / "shared" / "data" / "sentinel2"
+    path = Path(os.environ.get("MADRONE_TEST_DATA", default))
+    if not path.is_dir():
+        pytest.fail(
+            f"Sentinel-2 test data not found at {path}: set MADRONE_TEST_DATA to the folder "
+            "holding L1C_T32UPC_tiny_offsets/, SAFE_metadata/, stac_L2A_T33TWL_T33TWM_202308/"
+        )
+    return path
