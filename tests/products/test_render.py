@@ -31,9 +31,18 @@ def write_raster(path, data, transform=TRANSFORM, nodata=np.nan, **options) -> s
     """Write a single-band float32 GeoTIFF in EPSG:32633."""
     height, width = data.shape
     with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
-        crs="EPSG:32633", transform=transform, nodata=nodata, **options,
-    ) as ds:  # fmt: skip
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=transform,
+        nodata=nodata,
+        **options,
+    ) as ds:
         ds.write(data.astype(np.float32), 1)
     return str(path)
 
@@ -127,9 +136,8 @@ def test_render_png_georeferencing_round_trips(tmp_path):
     info = render_png(raster, str(tmp_path / "ndvi.png"), NDVI)
     assert info["transform"] == list(TRANSFORM)[:6]
     assert info["crs"] == "EPSG:32633"
-    assert sorted(os.listdir(tmp_path)) == [
-        "ndvi.pgw", "ndvi.png", "ndvi.png.aux.xml", "ndvi.tif",
-    ]  # fmt: skip
+    names = ["ndvi.pgw", "ndvi.png", "ndvi.png.aux.xml", "ndvi.tif"]
+    assert sorted(os.listdir(tmp_path)) == names
     with rasterio.open(tmp_path / "ndvi.png") as ds:
         assert ds.transform == TRANSFORM
         assert ds.crs == rasterio.crs.CRS.from_epsg(32633)
@@ -235,7 +243,7 @@ def test_render_png_into_a_missing_folder_fails_clearly(tmp_path):
 def test_render_legend_writes_a_deterministic_png(tmp_path):
     style = style_for("NDSI", "snow")
     first = render_legend(str(tmp_path / "a.png"), style, "NDSI (Normalized Difference Snow)")
-    second = render_legend(str(tmp_path / "b.png"), style, "NDSI (Normalized Difference Snow)")
+    render_legend(str(tmp_path / "b.png"), style, "NDSI (Normalized Difference Snow)")
     assert first == str(tmp_path / "a.png")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert png_header(first)[:2] == (400, 100)

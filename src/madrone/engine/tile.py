@@ -13,10 +13,12 @@ import numexpr
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
+from madrone.errors import SourceError
 from madrone.grid import Grid, Tile
 from madrone.sources.reflectance import ReflectanceCounts
 
@@ -57,7 +59,7 @@ def run_tile(task: TileTask) -> TileResult:
         bands = sorted({band for index in pending for band in index.bands})
         reflectance = {}
         for band in bands:
-            reflectance[band] = read_reflectance(scene.bands[band], context, tile)
+            reflectance[band] = _read_or_fail(scene, band, context, tile)
             tally = counts.setdefault((scene.name, band), ReflectanceCounts())
             tally.add_array(reflectance[band])
         scl = _read_scl(scene, context, tile)
@@ -69,6 +71,18 @@ def run_tile(task: TileTask) -> TileResult:
             fill = np.isnan(out)
             out[fill] = values[fill]
     return TileResult(tile, outputs, counts)
+
+
+def _read_or_fail(scene: SceneRead, band: str, context: TileContext, tile: Tile) -> np.ndarray:
+    """Read a band, turning a decoding failure into an error that names the file."""
+    read = scene.bands[band]
+    try:
+        return read_reflectance(read, context, tile)
+    except RasterioError as error:
+        raise SourceError(
+            f"{read.ref.uri}: band {band} of {scene.name} is corrupt or unreadable "
+            f"(tile at row {tile.row_off}, col {tile.col_off}): {error}"
+        ) from error
 
 
 def read_reflectance(read: BandRead, context: TileContext, tile: Tile) -> np.ndarray:

@@ -121,7 +121,7 @@ def colorize(values: np.ndarray, style: Style, lut: np.ndarray | None = None) ->
     lut = lookup_table(style.colormap) if lut is None else lut
     valid = np.isfinite(values)
     scale = np.float32((_LUT_SIZE - 1) / (style.vmax - style.vmin))
-    position = (np.where(valid, values, style.vmin).astype(np.float32) - np.float32(style.vmin))
+    position = np.where(valid, values, style.vmin).astype(np.float32) - np.float32(style.vmin)
     position *= scale
     index = np.clip(np.rint(position), 0, _LUT_SIZE - 1).astype(np.uint8)
     rgba = np.empty((4, *values.shape), dtype=np.uint8)
@@ -131,9 +131,7 @@ def colorize(values: np.ndarray, style: Style, lut: np.ndarray | None = None) ->
     return rgba
 
 
-def render_png(
-    raster_path: str, png_path: str, style: Style, max_size: int | None = 4096
-) -> dict:
+def render_png(raster_path: str, png_path: str, style: Style, max_size: int | None = 4096) -> dict:
     """Render band 1 of a raster as a georeferenced RGBA PNG with world file and aux.xml.
 
     Args:
