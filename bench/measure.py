@@ -1,12 +1,16 @@
-"""Run one command and measure its whole process tree: wall, CPU and peak summed RSS.
+"""Run one command and measure all its processes: wall, CPU and peak summed RSS.
 
+The command runs as the leader of a new session; its processes are every process with that
+session id (children, grandchildren, and orphans re-parented to init).
 CPU time comes from two places, and the larger wins:
 - ``os.wait4`` on the child: its own time plus that of every descendant it waited for
   (process-pool workers, forked helpers), exact, counted by the kernel;
-- psutil sampling: the last CPU time seen for every process of the tree, which also counts
-  descendants that were never waited for (daemons, orphans), at most one interval late.
-Peak memory is the maximum over samples of the SUM of RSS of all processes in the tree (shared
-pages count once per process that maps them, as RSS does).
+- psutil sampling: the last CPU time seen for every process of the session, which also counts
+  descendants that were never waited for (a forkserver and its workers, daemons), at most one
+  interval late.
+Peak memory is the maximum over samples of the SUM of RSS of those processes (shared pages
+count once per process that maps them, as RSS does). ``other_cpu_s`` is the CPU time the rest
+of the machine used meanwhile: a busy machine makes the wall times meaningless.
 """
 
 from __future__ import annotations
@@ -39,47 +43,67 @@ class Measurement:
     stderr: str
     cpu_wait4_s: float = 0.0
     cpu_sampled_s: float = 0.0
+    other_cpu_s: float = 0.0
+    processes: list[dict] = field(default_factory=list)
     samples: int = 0
     timed_out: bool = False
 
 
 @dataclass
-class _TreeSampler:
-    """Background thread summing RSS and recording CPU time over a process tree."""
+class _ProcessRecord:
+    command: str
+    cpu_s: float = 0.0
+    peak_rss: int = 0
 
-    root_pid: int
+
+@dataclass
+class _SessionSampler:
+    """Background thread summing RSS and recording CPU time over a session's processes.
+
+    The tool is started as a session leader, so every process it starts (workers, helpers,
+    and orphans re-parented to init) keeps its session id, unless it calls setsid itself.
+    """
+
+    session_id: int
     peak_rss: int = 0
     max_processes: int = 0
     samples: int = 0
-    cpu_by_pid: dict[tuple[int, float], float] = field(default_factory=dict)
+    records: dict[tuple[int, float], _ProcessRecord] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
 
-    def _tree(self) -> list[psutil.Process]:
-        try:
-            root = self._procs.setdefault(self.root_pid, psutil.Process(self.root_pid))
-            children = root.children(recursive=True)
-        except psutil.Error:
-            return []
-        tree = [root]
-        for child in children:
-            # Keep one Process object per pid, so cpu_times keys stay stable.
-            tree.append(self._procs.setdefault(child.pid, child))
-        return tree
+    def _members(self) -> list[psutil.Process]:
+        members = []
+        for pid in psutil.pids():
+            try:
+                if os.getsid(pid) != self.session_id:
+                    continue
+                proc = self._procs.get(pid)
+                if proc is None or not proc.is_running():
+                    proc = self._procs[pid] = psutil.Process(pid)
+            except (OSError, psutil.Error):
+                continue
+            members.append(proc)
+        return members
 
     def sample(self) -> None:
         total_rss, alive = 0, 0
-        for proc in self._tree():
+        for proc in self._members():
             try:
                 with proc.oneshot():
                     rss = proc.memory_info().rss
                     times = proc.cpu_times()
                     key = (proc.pid, proc.create_time())
+                    record = self.records.get(key)
+                    if record is None:
+                        command = " ".join(proc.cmdline()) or proc.name()
+                        record = self.records[key] = _ProcessRecord(command[:160])
             except psutil.Error:
                 continue
             total_rss += rss
             alive += 1
-            self.cpu_by_pid[key] = times.user + times.system
+            record.cpu_s = times.user + times.system
+            record.peak_rss = max(record.peak_rss, rss)
         self.peak_rss = max(self.peak_rss, total_rss)
         self.max_processes = max(self.max_processes, alive)
         self.samples += 1
@@ -92,6 +116,25 @@ class _TreeSampler:
     def stop(self) -> None:
         self._stop.set()
 
+    def process_table(self) -> list[dict]:
+        """One entry per process seen, the busiest first."""
+        rows = [
+            {
+                "pid": pid,
+                "command": r.command,
+                "cpu_s": round(r.cpu_s, 2),
+                "peak_rss_mib": round(r.peak_rss / MIB, 1),
+            }
+            for (pid, _), r in self.records.items()
+        ]
+        return sorted(rows, key=lambda row: -row["cpu_s"])
+
+
+def _busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
 
 def run_measured(
     argv: list[str],
@@ -101,6 +144,7 @@ def run_measured(
     timeout_s: float = 3600.0,
 ) -> Measurement:
     """Run ``argv`` to completion, sampling its process tree every ``SAMPLE_S`` seconds."""
+    busy_before = _busy_cpu_s()
     started = time.perf_counter()
     # Its own session, so a timeout or Ctrl-C can end the tool's whole process group.
     proc = subprocess.Popen(
@@ -112,7 +156,7 @@ def run_measured(
         cwd=cwd,
         start_new_session=True,
     )
-    sampler = _TreeSampler(proc.pid)
+    sampler = _SessionSampler(proc.pid)
     sampling = threading.Thread(target=sampler.run, daemon=True)
     sampling.start()
     # Drain the pipes in threads so a chatty tool never blocks on a full pipe.
@@ -134,23 +178,27 @@ def run_measured(
     finally:
         timer.cancel()
     wall = time.perf_counter() - started
+    busy = _busy_cpu_s() - busy_before
     sampler.stop()
     sampling.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     for reader in readers:
         reader.join()
     cpu_wait4 = rusage.ru_utime + rusage.ru_stime
-    cpu_sampled = sum(sampler.cpu_by_pid.values())
+    cpu_sampled = sum(record.cpu_s for record in sampler.records.values())
+    cpu = max(cpu_wait4, cpu_sampled)
     return Measurement(
         returncode=proc.returncode,
         wall_s=wall,
-        cpu_s=max(cpu_wait4, cpu_sampled),
+        cpu_s=cpu,
         peak_rss_mib=sampler.peak_rss / MIB,
         max_processes=sampler.max_processes,
         stdout=streams.get("stdout", b"").decode(errors="replace"),
         stderr=streams.get("stderr", b"").decode(errors="replace"),
         cpu_wait4_s=cpu_wait4,
         cpu_sampled_s=cpu_sampled,
+        other_cpu_s=max(0.0, busy - cpu),
+        processes=sampler.process_table(),
         samples=sampler.samples,
         timed_out=timed_out.is_set(),
     )

@@ -30,10 +30,10 @@ def _lower_bound_note(rows: list[Row]) -> str | None:
         parts = row.get("lower_bound")
         if row["status"] == "ok" and parts:
             return (
-                f"lower bound = (decode {parts['decode_s']:.1f} s + encode "
-                f"{parts['encode_s']:.1f} s) / {parts['cores']} cores; decode reads the red "
-                "and NIR bands block by block, encode writes the finished float32 NDVI, both "
-                "single-threaded"
+                f"lower bound = (decode {parts['decode_cpu_s']:.1f} s + encode "
+                f"{parts['encode_cpu_s']:.1f} s) / {parts['cores']} cores, in CPU seconds; "
+                "decode reads the red and NIR bands block by block, encode writes the finished "
+                "float32 NDVI as a tiled DEFLATE GeoTIFF, both single-threaded"
             )
     return None
 
@@ -55,7 +55,20 @@ def format_console(title: str, rows: list[Row]) -> str:
     for row in rows:
         if row["status"] != "ok":
             lines.append(f"{row['tool']}: {row['status']}: {row.get('message', '')}")
+    busy = _busy_note(rows)
+    if busy:
+        lines.append(busy)
     return "\n".join(lines)
+
+
+def _busy_note(rows: list[Row]) -> str | None:
+    busy = [row["tool"] for row in rows if row.get("machine_busy")]
+    if not busy:
+        return None
+    return (
+        f"WARNING: other processes were using the CPU during: {', '.join(busy)}; "
+        "those timings are not trustworthy"
+    )
 
 
 def format_markdown(results: dict[str, Any]) -> str:
@@ -82,10 +95,19 @@ def format_markdown(results: dict[str, Any]) -> str:
         note = _lower_bound_note(rows)
         if note:
             lines.extend(["", f"The {note}."])
+        if fmt in FORMAT_NOTES:
+            lines.extend(["", f"{FORMAT_NOTES[fmt]}."])
+        busy = _busy_note(rows)
+        if busy:
+            lines.extend(["", f"{busy}."])
         lines.append("")
     return "\n".join(lines)
 
 
+FORMAT_NOTES = {
+    "jp2": "GDAL decodes JPEG 2000 tiles on all cores by default (GDAL_NUM_THREADS), so even "
+    "the single-process tools use both cores here; the lower bound decodes single-threaded",
+}
 FORMAT_TITLES = {
     "gtiff": "GeoTIFF inputs (tiled 512, DEFLATE)",
     "jp2": "JPEG 2000 inputs (lossless, 1024 tiles, like ESA's products)",

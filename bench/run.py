@@ -18,6 +18,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,9 @@ from tools import BENCH, SYSTEM_PYTHON, TOOL_NAMES, TOOLS, Inputs, Tool, madrone
 from verify import verify_output
 
 FORMATS = ("gtiff", "jp2")
+MAX_PROCESSES_LISTED = 8
+# Other processes using more than this share of the machine's CPU make a run "busy".
+BUSY_FRACTION = 0.05
 PACKAGES = ("numpy", "rasterio", "dask", "xarray", "rioxarray", "psutil", "madrone")
 
 
@@ -118,7 +122,11 @@ def run_tool(tool: Tool, inputs: Inputs, out: Path, timeout_s: float, keep: bool
         cpu_wait4_s=round(m.cpu_wait4_s, 3),
         cpu_sampled_s=round(m.cpu_sampled_s, 3),
         returncode=m.returncode,
+        other_cpu_s=round(m.other_cpu_s, 1),
+        processes=m.processes[:MAX_PROCESSES_LISTED],
     )
+    busy = m.other_cpu_s > BUSY_FRACTION * m.wall_s * (os.cpu_count() or 1)
+    row["machine_busy"] = busy
     output = tool.find_output(out)
     if m.returncode != 0 or output is None:
         why = "timed out" if m.timed_out else f"exit code {m.returncode}"
@@ -143,6 +151,12 @@ def run_tool(tool: Tool, inputs: Inputs, out: Path, timeout_s: float, keep: bool
                 f"{m.peak_rss_mib:.0f} MiB peak; {verdict.message}",
                 flush=True,
             )
+            if busy:
+                print(
+                    f"  WARNING: other processes used {m.other_cpu_s:.1f} CPU s during this "
+                    "run; its timings are not trustworthy",
+                    flush=True,
+                )
         else:
             row.update(status="mismatch", message=verdict.message)
             print(f"\n!!! {tool.name}: OUTPUT MISMATCH: {verdict.message} !!!", flush=True)
@@ -207,6 +221,11 @@ def machine_facts() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM becomes SystemExit, so the running tool's session is killed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"WARNING: load average is {load:.2f}: something else is running", flush=True)
     scene_dir = (args.data / str(args.size)).resolve()
     generated_s = ensure_data(scene_dir, args.size, args.formats)
     results: dict[str, Any] = {
@@ -215,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": str(scene_dir),
         "generate_s": round(generated_s, 1) if generated_s is not None else None,
         "machine": machine_facts(),
+        "load_average_at_start": round(load, 2),
         "formats": {},
     }
     tools = [tool for tool in TOOLS if tool.name in args.only]

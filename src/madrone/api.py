@@ -30,18 +30,23 @@ def build_spec(
     products: Sequence[str] = ALL_PRODUCTS,
     offset: float | None = None,
     scale: float | None = None,
+    bands: Mapping[str, str] | None = None,
 ) -> JobSpec:
-    """Build a JobSpec; ``offset``/``scale`` override every source's metadata."""
+    """Build a JobSpec; ``offset``/``scale`` override every source's metadata, ``bands``
+    adds one source made of explicit band files (``{"B04": path_or_url, ...}``)."""
     specs = []
+    sources = [*sources, SourceSpec(bands=dict(bands))] if bands else list(sources)
     for source in sources:
         if isinstance(source, str):
             source = SourceSpec(path=source)
         if offset is not None or scale is not None:
             source = SourceSpec(
-                source.path, source.bands, source.band_map,
+                source.path,
+                source.bands,
+                source.band_map,
                 offset if offset is not None else source.offset,
                 scale if scale is not None else source.scale,
-            )  # fmt: skip
+            )
         specs.append(source)
     return JobSpec(
         sources=tuple(specs),

@@ -45,7 +45,19 @@ BANDS: dict[str, BandInfo] = {
 
 # Order of bands in ESA product metadata (IMAGE_FILE lists, band_id attributes 0..12).
 ESA_ORDER: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
 )
 
 SPECTRAL_BANDS: tuple[str, ...] = ESA_ORDER

@@ -213,6 +213,8 @@ def test_write_json_is_sorted_indented_and_atomic(tmp_path):
     expected += ["  },", '  "b": 1', "}", ""]
     assert text == "\n".join(expected)
     assert os.listdir(tmp_path) == ["item.json"]
+    (tmp_path / "plain.txt").write_text("x")  # permissions follow the umask, like any file
+    assert os.stat(path).st_mode == os.stat(tmp_path / "plain.txt").st_mode
 
 
 def test_write_json_leaves_nothing_on_failure(tmp_path):

@@ -19,6 +19,7 @@ from madrone.sources.safe import (
     radiometry,
     read_safe,
 )
+from tests.support.safe import build_mini_safe, zip_folder
 
 TINY = "L1C_T32UPC_tiny_offsets"
 NEW = "S2B_MSIL1C_20220615T101559_N0400_R065_T32UPC_20220615T122549"
@@ -270,35 +271,6 @@ def test_read_zipped_safe(data_dir: Path, zip_name: str, tile: str) -> None:
 # --- a real mini SAFE built from the tiny 13-band products: pixels through the BandRefs ---------
 
 
-def _build_safe(tmp_path: Path, data_dir: Path, product: str) -> Path:
-    """Write each band of the product's stack where its MTD's IMAGE_FILE says, losslessly."""
-    xml = _mtd(data_dir, product).read_bytes()
-    safe = tmp_path / f"{product}.SAFE"
-    safe.mkdir(parents=True)
-    (safe / "MTD_MSIL1C.xml").write_bytes(xml)
-    image_files = [f.decode() for f in re.findall(rb"<IMAGE_FILE>([^<]+)</IMAGE_FILE>", xml)]
-    with rasterio.open(data_dir / TINY / f"{product}.tif") as stack:
-        profile = {
-            "driver": "JP2OpenJPEG", "width": stack.width, "height": stack.height,
-            "count": 1, "dtype": "uint16", "crs": stack.crs, "transform": stack.transform,
-            "QUALITY": 100, "REVERSIBLE": "YES",
-        }  # fmt: skip
-        for index, band_id in enumerate(ESA_ORDER, start=1):
-            rel = next(f for f in image_files if f.endswith(f"_{band_id}"))
-            target = safe / f"{rel}.jp2"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with rasterio.open(target, "w", **profile) as band:
-                band.write(stack.read(index), 1)
-    return safe
-
-
-def _zip_folder(folder: Path, target: Path) -> Path:
-    with zipfile.ZipFile(target, "w") as archive:
-        for path in sorted(folder.rglob("*")):
-            archive.write(path, path.relative_to(folder.parent).as_posix())
-    return target
-
-
 def _assert_b04_matches_reference(scene, data_dir: Path, product: str) -> None:
     ref = scene.band("B04")
     with rasterio.open(ref.uri) as band:
@@ -315,7 +287,7 @@ def _assert_b04_matches_reference(scene, data_dir: Path, product: str) -> None:
 def test_mini_safe_folder_reflectance_matches_reference(
     tmp_path: Path, data_dir: Path, product: str, offset: float
 ) -> None:
-    safe = _build_safe(tmp_path, data_dir, product)
+    safe = build_mini_safe(tmp_path, data_dir, product)
     scene = read_safe(str(safe))
     assert scene.name == product
     assert sorted(scene.bands) == sorted(ESA_ORDER)
@@ -324,8 +296,8 @@ def test_mini_safe_folder_reflectance_matches_reference(
 
 
 def test_mini_safe_zip_reads_through_vsizip(tmp_path: Path, data_dir: Path) -> None:
-    safe = _build_safe(tmp_path / "build", data_dir, NEW)
-    archive = _zip_folder(safe, tmp_path / f"{NEW}.zip")
+    safe = build_mini_safe(tmp_path / "build", data_dir, NEW)
+    archive = zip_folder(safe, tmp_path / f"{NEW}.zip")
     scene = read_safe(str(archive))
     assert sorted(scene.bands) == sorted(ESA_ORDER)
     assert {ref.offset for ref in scene.bands.values()} == {-1000.0}
@@ -335,7 +307,7 @@ def test_mini_safe_zip_reads_through_vsizip(tmp_path: Path, data_dir: Path) -> N
 
 
 def test_bands_found_by_name_when_image_file_list_is_absent(tmp_path: Path, data_dir: Path) -> None:
-    safe = _build_safe(tmp_path, data_dir, NEW)
+    safe = build_mini_safe(tmp_path, data_dir, NEW)
     mtd = safe / "MTD_MSIL1C.xml"
     xml = re.sub(
         rb"<Product_Organisation>.*?</Product_Organisation>", b"", mtd.read_bytes(), flags=re.S

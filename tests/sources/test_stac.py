@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +15,7 @@ from madrone.bands import ESA_ORDER
 from madrone.errors import SourceError
 from madrone.sources.base import BandRef
 from madrone.sources.stac import read_stac_item
+from tests.support.http import serve_directory
 
 CATALOG = "stac_L2A_T33TWL_T33TWM_202308"
 ITEM = "S2A_33TWM_20230815_0_L2A"
@@ -203,24 +201,11 @@ def test_stac_0_8_item_with_band_id_keys(data_dir: Path) -> None:
 # --- over HTTP ---------------------------------------------------------------------------------
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def catalog_url(data_dir: Path) -> Iterator[str]:
-    """The static catalog served on 127.0.0.1 (JSON only: this server has no range reads)."""
-    handler = functools.partial(_QuietHandler, directory=str(data_dir / CATALOG))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """The static catalog served on 127.0.0.1."""
+    with serve_directory(str(data_dir / CATALOG)) as url:
+        yield url
 
 
 def test_item_over_http(catalog_url: str) -> None:

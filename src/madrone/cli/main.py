@@ -38,7 +38,7 @@ class MadroneGroup(click.Group):
             sys.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
-        except Exception as error:  # noqa: BLE001 - the last line of defence
+        except Exception as error:
             click.echo(f"madrone: internal error: {type(error).__name__}: {error}", err=True)
             if os.environ.get("MADRONE_DEBUG"):
                 raise
@@ -64,15 +64,21 @@ def cli() -> None:
 @click.option("--bbox", help="Clip to W,S,E,N in degrees (WGS84).")
 @click.option("--workers", type=int, help="Local processes (default: all cores).")
 @click.option("--tile-size", type=int, help="Tile edge in pixels (default: aligned to blocks).")
-@click.option("--resampling", type=click.Choice(RESAMPLING_METHODS), default="bilinear",
-              show_default=True, help="How coarser bands are resampled onto the output grid.")  # fmt: skip
+@click.option(
+    "--resampling",
+    type=click.Choice(RESAMPLING_METHODS),
+    default="bilinear",
+    show_default=True,
+    help="How coarser bands are resampled onto the output grid.",
+)
 @click.option("--band", "bands", multiple=True, help="Explicit band file, e.g. B04=PATH (repeat).")
 @click.option("--band-map", "band_maps", multiple=True, help="Multi-band raster map, B04=3,B08=4.")
 @click.option("--offset", type=float, help="DN offset overriding the metadata, e.g. -1000.")
 @click.option("--scale", type=float, help="Reflectance per DN overriding the metadata.")
 @click.option("--mask-classes", help="SCL classes to mask, e.g. 3,8,9,10 (default: see docs).")
-@click.option("--products", default=",".join(ALL_PRODUCTS), show_default=True,
-              help="Which products to write.")  # fmt: skip
+@click.option(
+    "--products", default=",".join(ALL_PRODUCTS), show_default=True, help="Which products to write."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def process(sources, indices, expressions, bands, band_maps, **options) -> None:
     """Compute indices over SOURCES (band folders, SAFE folders or zips, STAC items, rasters)."""
@@ -95,9 +101,11 @@ def process(sources, indices, expressions, bands, band_maps, **options) -> None:
         bbox=parse_floats(options.pop("bbox"), 4, "--bbox"),
         mask_classes=[int(c) for c in split_list((mask,))] if mask else None,
         products=split_list((options.pop("products"),)),
-        **{k: options[k] for k in ("name", "resolution", "crs", "tile_size", "resampling",
-                                    "offset", "scale")},
-    )  # fmt: skip
+        **{
+            k: options[k]
+            for k in ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale")
+        },
+    )
     result = _run_with_progress(spec, options["workers"], options["quiet"])
     if not options["quiet"]:
         _print_summary(result)
@@ -120,8 +128,9 @@ def _run_with_progress(spec, workers: int | None, quiet: bool) -> RunResult:
                 err=True,
             )
         if show_bar:
-            bar = click.progressbar(length=len(plan.tiles), label="tiles", file=sys.stderr,
-                                    show_eta=True, show_pos=True)  # fmt: skip
+            bar = click.progressbar(
+                length=len(plan.tiles), label="tiles", file=sys.stderr, show_eta=True, show_pos=True
+            )
             bar.__enter__()
 
     def progress(done: int, total: int) -> None:
@@ -133,8 +142,9 @@ def _run_with_progress(spec, workers: int | None, quiet: bool) -> RunResult:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = run(spec, workers=workers, settings=settings, progress=progress,
-                         on_plan=on_plan)  # fmt: skip
+            result = run(
+                spec, workers=workers, settings=settings, progress=progress, on_plan=on_plan
+            )
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

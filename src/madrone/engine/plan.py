@@ -21,6 +21,7 @@ from madrone.errors import GridError, InputError, SourceError
 from madrone.grid import Grid, Tile, iter_tiles, snap_grid
 from madrone.indices import IndexDef, index_from_expression, resolve_index
 from madrone.sources.base import BandRef, Scene
+from madrone.sources.gdal import gdal_env
 from madrone.sources.spec import open_source
 
 # SCL classes: 0 no data, 1 saturated/defective, 3 cloud shadow, 8/9 cloud medium/high
@@ -199,7 +200,7 @@ def _inspect_scene(scene: Scene, needed: list[str]) -> dict[str, tuple[BandRef, 
 
 def _inspect_band(scene_name: str, band: str, ref: BandRef) -> _BandInfo:
     try:
-        with rasterio.open(ref.uri) as dataset:
+        with gdal_env(), rasterio.open(ref.uri) as dataset:
             if not 1 <= ref.band_index <= dataset.count:
                 raise SourceError(
                     f"{ref.uri}: band {band} is mapped to band {ref.band_index} "

@@ -20,6 +20,7 @@ from rasterio.windows import Window
 from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
 from madrone.errors import SourceError
 from madrone.grid import Grid, Tile
+from madrone.sources.gdal import gdal_env
 from madrone.sources.reflectance import ReflectanceCounts
 
 
@@ -46,7 +47,11 @@ _WARPED: dict[tuple, WarpedVRT] = {}
 
 def run_tile(task: TileTask) -> TileResult:
     """Compute every index of the context over one tile; NaN wherever no scene is valid."""
-    context, tile = task.context, task.tile
+    with gdal_env():
+        return _run_tile(task.context, task.tile)
+
+
+def _run_tile(context: TileContext, tile: Tile) -> TileResult:
     shape = (tile.height, tile.width)
     outputs = {index.name: np.full(shape, np.nan, dtype=np.float32) for index in context.indices}
     counts: dict[tuple[str, str], ReflectanceCounts] = {}

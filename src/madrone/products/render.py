@@ -192,7 +192,7 @@ def render_legend(legend_path: str, style: Style, title: str) -> str:
     bar.set_ticks(np.linspace(style.vmin, style.vmax, 5).tolist())
     bar.ax.tick_params(labelsize=8)
     ax.set_title(title, fontsize=9)
-    if style.label and style.label != title:
+    if style.label and style.label not in title:
         bar.set_label(style.label, fontsize=8)
     staging = _make_staging_dir(legend_path)
     try:

@@ -12,7 +12,7 @@ import contextlib
 import json
 import math
 import os
-import tempfile
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,6 +113,7 @@ def build_item(
         if key in _DATA_KEYS:
             _add_raster_band(item.assets[key], stats, abs(transform.a))
     result = item.to_dict(include_self_link=False, transform_hrefs=False)
+    # Structural check: pystac raises on a malformed item.
     pystac.Item.from_dict(result).to_dict(include_self_link=False, transform_hrefs=False)
     return result
 
@@ -120,19 +121,15 @@ def build_item(
 def write_json(path: str, data: dict) -> None:
     """Write deterministic JSON (sorted keys, indent 2, final newline) atomically."""
     text = json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    # open(..., "x") under a unique name keeps the usual umask permissions (mkstemp gives 0600).
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".madrone-{uuid.uuid4().hex}.json")
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=folder, prefix=".madrone-", suffix=".json", delete=False
-        ) as f:
-            tmp = f.name
+        with open(tmp, "x", encoding="utf-8") as f:
             f.write(text + "\n")
         os.replace(tmp, path)
     except OSError as e:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise ProcessingError(f"cannot write {path}: {e}") from e
 
 

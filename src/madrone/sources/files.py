@@ -13,6 +13,7 @@ from rasterio.errors import RasterioIOError
 from madrone.bands import ESA_ORDER, band_id_in_filename, normalize_band
 from madrone.errors import InputError, SourceError
 from madrone.sources.base import BandRef, Scene
+from madrone.sources.gdal import gdal_env, gdal_path
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 BARE_RADIOMETRY = (
@@ -34,24 +35,9 @@ def date_from_names(*names: str) -> str | None:
     return None
 
 
-def gdal_path(path: str) -> str:
-    """A user path or URL as GDAL opens it (``https://`` -> ``/vsicurl/``, ``s3://`` ...)."""
-    for scheme, prefix in (
-        ("https://", "/vsicurl/"),
-        ("http://", "/vsicurl/"),
-        ("s3://", "/vsis3/"),
-        ("az://", "/vsiaz/"),
-        ("gs://", "/vsigs/"),
-    ):
-        if path.startswith(scheme):
-            rest = path if prefix == "/vsicurl/" else path[len(scheme) :]
-            return prefix + rest
-    return path
-
-
 def _resolution_of(path: str) -> float:
     try:
-        with rasterio.open(path) as dataset:
+        with gdal_env(), rasterio.open(path) as dataset:
             return abs(dataset.transform.a)
     except RasterioIOError as error:
         raise SourceError(f"{path}: cannot open as a raster ({error})") from error
@@ -100,7 +86,7 @@ def read_multiband(path: str, band_map: Mapping[str, int] | None = None) -> Scen
     ESA order, with its offsets), or band descriptions that name bands."""
     uri = gdal_path(path)
     try:
-        with rasterio.open(uri) as dataset:
+        with gdal_env(), rasterio.open(uri) as dataset:
             count, descriptions = dataset.count, dataset.descriptions
     except RasterioIOError as error:
         raise SourceError(f"{path}: cannot open as a raster ({error})") from error

@@ -84,5 +84,6 @@ class ReflectanceCounts:
         if self.negative / self.valid > MOSTLY:
             return f"{self.negative / self.valid:.0%} of valid pixels are negative"
         if self.far_above_one / self.valid > MOSTLY:
-            return f"{self.far_above_one / self.valid:.0%} of valid pixels are above {FAR_ABOVE_ONE}"
+            share = self.far_above_one / self.valid
+            return f"{share:.0%} of valid pixels are above {FAR_ABOVE_ONE}"
         return None

@@ -16,7 +16,7 @@ import pystac
 from madrone.bands import ESA_ORDER, normalize_band
 from madrone.errors import SourceError
 from madrone.sources.base import BandRef, Scene
-from madrone.sources.files import gdal_path
+from madrone.sources.gdal import gdal_path
 from madrone.sources.reflectance import (
     BOA_OFFSET_FLAGS,
     DEFAULT_QUANTIFICATION,

@@ -1,0 +1,38 @@
+"""How madrone talks to GDAL: URL spelling and the configuration every read runs under."""
+
+from __future__ import annotations
+
+import rasterio
+
+# Do not list "directories" of remote files on open (a listing is dozens of requests); still
+# probe side-car files one by one ("TRUE", not "EMPTY_DIR"), since some real catalogs keep the
+# georeferencing in a .aux.xml. Retry transient HTTP errors; cache recently read ranges.
+GDAL_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",
+    "GDAL_HTTP_MAX_RETRY": "3",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+    "VSI_CACHE": "TRUE",
+}
+
+_SCHEMES = (
+    ("https://", "/vsicurl/", False),
+    ("http://", "/vsicurl/", False),
+    ("s3://", "/vsis3/", True),
+    ("az://", "/vsiaz/", True),
+    ("gs://", "/vsigs/", True),
+)
+
+
+def gdal_path(path: str) -> str:
+    """A user path or URL as GDAL opens it (``https://`` -> ``/vsicurl/https://``,
+    ``s3://bucket/key`` -> ``/vsis3/bucket/key``); local paths are unchanged."""
+    for scheme, prefix, strip in _SCHEMES:
+        if path.startswith(scheme):
+            return prefix + (path[len(scheme) :] if strip else path)
+    return path
+
+
+def gdal_env() -> rasterio.Env:
+    """The GDAL environment for opening and reading sources."""
+    return rasterio.Env(**GDAL_OPTIONS)
