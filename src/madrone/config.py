@@ -22,7 +22,8 @@ class Settings:
         gdal_cache_mb: GDAL block cache per worker process, in MiB.
         png_max_size: the PNG's longest side in pixels; larger products are rendered from
             the COG's overviews.
-        cog_zlevel: DEFLATE level of the COG.
+        cog_zlevel: DEFLATE level of the COG (1: float32 indices compress barely better at 6,
+            measured 0.4% on real NDVI, and encode far slower).
         output_dir: default output folder of ``madrone demo``.
     """
 
@@ -30,7 +31,7 @@ class Settings:
     tiles_in_flight: int = 2
     gdal_cache_mb: int = 128
     png_max_size: int = 4096
-    cog_zlevel: int = 6
+    cog_zlevel: int = 1
     output_dir: str = "madrone-demo"
 
     @classmethod

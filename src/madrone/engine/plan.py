@@ -20,6 +20,7 @@ from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS, JobSpec
 from madrone.errors import GridError, InputError, SourceError
 from madrone.grid import Grid, Tile, iter_tiles, snap_grid
 from madrone.indices import IndexDef, index_from_expression, resolve_index
+from madrone.products.render import style_for
 from madrone.sources.base import BandRef, Scene
 from madrone.sources.gdal import gdal_env
 from madrone.sources.spec import open_source
@@ -84,6 +85,11 @@ class TileContext:
     indices: tuple[IndexDef, ...]
     resampling: str
     mask_classes: tuple[int, ...]
+    value_ranges: tuple[tuple[float, float], ...]  # per index: display and histogram range
+
+    def value_range(self, index_name: str) -> tuple[float, float]:
+        names = [index.name for index in self.indices]
+        return self.value_ranges[names.index(index_name)]
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,14 @@ def plan(spec: JobSpec) -> Plan:
     )
     scene_reads = tuple(read for read in scene_reads if read.footprint[2] > read.footprint[0])
     tile_size = spec.tile_size or _aligned_tile_size(scene_reads, grid)
+    styles = [style_for(index.name, index.domain) for index in indices]
     context = TileContext(
-        grid, scene_reads, indices, spec.resampling, spec.mask_classes or DEFAULT_MASK_CLASSES
+        grid,
+        scene_reads,
+        indices,
+        spec.resampling,
+        spec.mask_classes or DEFAULT_MASK_CLASSES,
+        tuple((style.vmin, style.vmax) for style in styles),
     )
     if "json" in spec.products and not any(s.metadata.get("datetime") for s in scenes):
         raise InputError(

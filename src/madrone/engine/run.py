@@ -21,7 +21,7 @@ from madrone.errors import ImplausibleReflectanceWarning, MadroneError, Processi
 from madrone.grid import Tile
 from madrone.products.render import render_legend, render_png, style_for
 from madrone.products.stac import build_item, write_json
-from madrone.products.stats import compute_stats
+from madrone.products.stats import WindowKey, WindowStats, histogram_edges, merge_partials
 from madrone.products.writer import CogWriter
 from madrone.sources.reflectance import ReflectanceCounts
 
@@ -60,7 +60,7 @@ def run_plan(
     executor: Executor,
     *,
     threads: int = 1,
-    zlevel: int = 6,
+    zlevel: int = 1,
     png_max_size: int = 4096,
     progress: Progress | None = None,
 ) -> RunResult:
@@ -72,14 +72,16 @@ def run_plan(
         names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
         writer = CogWriter(plan.grid, staging, names, _tags(plan), threads, zlevel)
         try:
-            counts = _stream_tiles(plan, executor, writer, progress)
+            counts, partials = _stream_tiles(plan, executor, writer, progress)
             cogs = writer.finish()
         except BaseException:
             writer.abort()
             raise
         notes = _plausibility(plan, counts)
         products = {
-            key: _index_products(plan, key, cogs[key], names[key], notes, png_max_size)
+            key: _index_products(
+                plan, key, cogs[key], names[key], notes, partials[key], png_max_size
+            )
             for key in cogs
         }
         files = _publish(staging, output_dir, products, plan.spec.products)
@@ -92,21 +94,24 @@ def run_plan(
 
 def _stream_tiles(
     plan: Plan, executor: Executor, writer: CogWriter, progress: Progress | None
-) -> dict[tuple[str, str], ReflectanceCounts]:
+) -> tuple[dict[tuple[str, str], ReflectanceCounts], dict[str, dict[WindowKey, WindowStats]]]:
     counts: dict[tuple[str, str], ReflectanceCounts] = {}
+    partials: dict[str, dict[WindowKey, WindowStats]] = {i.name: {} for i in plan.context.indices}
     total = len(plan.tiles)
     try:
         for done, result in enumerate(executor.map_tiles(plan.context, plan.tiles), start=1):
             writer.write(result.tile, result.arrays)
             for key, tally in result.counts.items():
                 counts.setdefault(key, ReflectanceCounts()).merge(tally)
+            for name, windows in result.stats.items():
+                partials[name].update(windows)
             if progress:
                 progress(done, total)
     except MadroneError:
         raise
     except Exception as error:
         raise ProcessingError(f"processing {plan.name} failed: {error}") from error
-    return counts
+    return counts, partials
 
 
 def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) -> list[str]:
@@ -146,11 +151,17 @@ def _tags(plan: Plan) -> dict[str, dict[str, str]]:
 
 
 def _index_products(
-    plan: Plan, key: str, cog: str, name: str, notes: list[str], png_max_size: int
+    plan: Plan,
+    key: str,
+    cog: str,
+    name: str,
+    notes: list[str],
+    partials: dict[WindowKey, WindowStats],
+    png_max_size: int,
 ) -> IndexProducts:
     index = next(i for i in plan.context.indices if i.name == key)
     style = style_for(index.name, index.domain)
-    stats = compute_stats(cog, (style.vmin, style.vmax))
+    stats = merge_partials(partials, cog, histogram_edges((style.vmin, style.vmax)))
     staging = os.path.dirname(cog)
     files = {"cog": cog}
     wanted = plan.spec.products

@@ -20,6 +20,12 @@ from rasterio.windows import Window
 from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
 from madrone.errors import SourceError
 from madrone.grid import Grid, Tile
+from madrone.products.stats import (
+    WindowKey,
+    WindowStats,
+    histogram_edges,
+    window_partials,
+)
 from madrone.sources.gdal import gdal_env
 from madrone.sources.reflectance import ReflectanceCounts
 
@@ -31,6 +37,7 @@ class TileResult:
     tile: Tile
     arrays: dict[str, np.ndarray]
     counts: dict[tuple[str, str], ReflectanceCounts] = field(default_factory=dict)
+    stats: dict[str, dict[WindowKey, WindowStats]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,18 @@ def _run_tile(context: TileContext, tile: Tile) -> TileResult:
             out = outputs[index.name]
             fill = np.isnan(out)
             out[fill] = values[fill]
-    return TileResult(tile, outputs, counts)
+    grid_shape = (context.grid.height, context.grid.width)
+    stats = {
+        name: window_partials(
+            values,
+            tile.row_off,
+            tile.col_off,
+            grid_shape,
+            histogram_edges(context.value_range(name)),
+        )
+        for name, values in outputs.items()
+    }
+    return TileResult(tile, outputs, counts, stats)
 
 
 def _read_or_fail(scene: SceneRead, band: str, context: TileContext, tile: Tile) -> np.ndarray:

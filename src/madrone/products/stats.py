@@ -1,104 +1,141 @@
-"""Summary statistics of a finished index raster, identical however the raster was tiled.
+"""Summary statistics of an index raster, identical however the raster was tiled.
 
-One pass over the raster's own block windows in row-major order, one block in memory at a
-time. Sums are kept *exactly*, so the mean and the population standard deviation are
-rounded once, at the end: they do not depend on the block layout (256 or 512 tiles,
-strips) and suffer none of the cancellation of ``sum(x²)/n - mean²`` in floating point.
+Statistics are built from FIXED 512 x 512 windows of the output grid (not the file's blocks,
+not the processing tiles): each window gives a partial (count, mean, sum of squared
+deviations computed two-pass, min, max, histogram), a pure function of its pixels; partials
+are merged in row-major window order with Chan's pairwise update. So the same pixels always
+give the same bytes, whichever tile size or executor produced them, and the variance stays
+accurate for large offsets. Workers compute the partials of the windows inside their tiles
+(``window_partials``); the rest are computed from the finished raster.
 
-How: float32 values that share a binary exponent are multiples of one power of two and
-have 24 significant bits, so float64 sums of up to 2**29 of them are exact. Each block is
-summed per exponent (``np.bincount``) and the per-exponent sums are added as Python
-integers. Squares are split as (h + l)² = h² + 2hl + l², with h the top 12 significand
-bits, so every term again has at most 25 bits.
-
-NaN, infinities and the raster's own nodata value (when it is not NaN) are nodata. Values
-are taken as float32, the type the engine writes.
+NaN, infinities and the raster's own nodata value (when it is not NaN) are nodata.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from fractions import Fraction
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from madrone.errors import InputError
 
+STATS_WINDOW = 512
+DEFAULT_BINS = 50
 _SIGNIFICANT_DIGITS = 10
-_UNIT_BITS = 300  # sums are integers in units of 2**-300; float32 squares reach 2**-298
-_EXPONENTS = 256  # biased float32 exponents
-_CHUNK = 1 << 24  # values per exact float64 sum, far below the 2**28 that 25 bits allow
-_HIGH_BITS_MASK = np.uint32(0xFFFFF000)  # sign, exponent and the top 11 stored bits
+
+WindowKey = tuple[int, int]  # (row_off, col_off) of a stats window
 
 
 @dataclass
-class _ExactSum:
-    """An exact running sum, as an integer count of 2**-300 units."""
+class WindowStats:
+    """The statistics of one window (or, after merging, of many)."""
 
-    units: int = 0
-
-    def add(self, exponent: np.ndarray, terms: np.ndarray) -> None:
-        """Add terms grouped by the float32 exponent they were derived from."""
-        for partial in np.bincount(exponent, weights=terms, minlength=_EXPONENTS):
-            if partial:
-                numerator, denominator = float(partial).as_integer_ratio()
-                self.units += (numerator << _UNIT_BITS) // denominator
-
-    def value(self) -> Fraction:
-        return Fraction(self.units, 1 << _UNIT_BITS)
-
-
-@dataclass
-class _Accumulator:
-    """Running count, exact sums, extremes and histogram over the blocks seen so far."""
-
-    edges: np.ndarray
     count: int = 0
-    below: int = 0
-    above: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
     minimum: float = np.inf
     maximum: float = -np.inf
-    total: _ExactSum = field(default_factory=_ExactSum)
-    squares: _ExactSum = field(default_factory=_ExactSum)
+    below: int = 0
+    above: int = 0
     counts: np.ndarray | None = None
 
-    def add(self, values: np.ndarray) -> None:
-        """Add the finite float32 values of one block."""
-        for start in range(0, values.size, _CHUNK):
-            self._add_chunk(np.ascontiguousarray(values[start : start + _CHUNK]))
-
-    def _add_chunk(self, values: np.ndarray) -> None:
-        self.count += values.size
-        self.minimum = min(self.minimum, float(values.min()))
-        self.maximum = max(self.maximum, float(values.max()))
-        bits = values.view(np.uint32)
-        exponent = ((bits >> np.uint32(23)) & np.uint32(0xFF)).astype(np.intp)
-        as64 = values.astype(np.float64)
-        self.total.add(exponent, as64)
-        high32 = (bits & _HIGH_BITS_MASK).view(np.float32)
-        high, low = high32.astype(np.float64), (values - high32).astype(np.float64)
-        self.squares.add(exponent, high * high)
-        self.squares.add(exponent, 2.0 * high * low)
-        self.squares.add(exponent, low * low)
-        self._add_histogram(as64)
-
-    def _add_histogram(self, x: np.ndarray) -> None:
-        """Count float64 values into the bins; np.searchsorted gives the same, slower."""
-        edges, bins = self.edges, len(self.edges) - 1
-        self.below += int(np.count_nonzero(x < edges[0]))
-        self.above += int(np.count_nonzero(x > edges[-1]))
-        # Guess the bin arithmetically, then nudge by one where rounding put a value on the
-        # wrong side of an edge; values outside the range fold into the end bins.
-        guess = np.floor((x - edges[0]) * (bins / (edges[-1] - edges[0])))
-        index = np.clip(guess, 0, bins - 1).astype(np.intp)
-        index -= (x < edges[index]) & (index > 0)
-        index += (x >= edges[index + 1]) & (index < bins - 1)
-        block_counts = np.bincount(index, minlength=bins)
-        self.counts = block_counts if self.counts is None else self.counts + block_counts
+    def merge(self, other: WindowStats) -> None:
+        """Add another partial (Chan et al.'s parallel update)."""
+        if other.count == 0:
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean += delta * other.count / total
+        self.m2 += other.m2 + delta * delta * self.count * other.count / total
+        self.count = total
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+        self.below += other.below
+        self.above += other.above
+        self.counts = other.counts if self.counts is None else self.counts + other.counts
 
 
-def compute_stats(raster_path: str, value_range: tuple[float, float], bins: int = 50) -> dict:
+def histogram_edges(value_range: tuple[float, float], bins: int = DEFAULT_BINS) -> np.ndarray:
+    low, high = (float(v) for v in value_range)
+    if not (np.isfinite(low) and np.isfinite(high) and low < high) or bins < 1:
+        raise InputError(f"bad histogram: range {value_range!r} with {bins} bins")
+    return np.linspace(low, high, bins + 1)
+
+
+def window_stats(values: np.ndarray, edges: np.ndarray, nodata: float | None = None) -> WindowStats:
+    """The partial statistics of one window of float32 values."""
+    flat = values.ravel()
+    valid = np.isfinite(flat)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= flat != nodata
+    x = flat[valid]
+    stats = WindowStats()
+    if x.size == 0:
+        return stats
+    mean = float(x.sum(dtype=np.float64)) / x.size
+    deviations = x.astype(np.float64) - mean
+    stats.count, stats.mean, stats.m2 = x.size, mean, float(np.dot(deviations, deviations))
+    stats.minimum, stats.maximum = float(x.min()), float(x.max())
+    stats.below = int(np.count_nonzero(x < edges[0]))
+    stats.above = int(np.count_nonzero(x > edges[-1]))
+    stats.counts, _ = np.histogram(np.clip(x, edges[0], edges[-1]), bins=edges)
+    return stats
+
+
+def iter_windows(height: int, width: int) -> Iterator[Window]:
+    """The fixed statistics windows of a grid, row-major."""
+    for row in range(0, height, STATS_WINDOW):
+        for col in range(0, width, STATS_WINDOW):
+            yield Window(col, row, min(STATS_WINDOW, width - col), min(STATS_WINDOW, height - row))
+
+
+def window_partials(
+    values: np.ndarray,
+    row_off: int,
+    col_off: int,
+    grid_shape: tuple[int, int],
+    edges: np.ndarray,
+) -> dict[WindowKey, WindowStats]:
+    """Partials of the stats windows lying wholly inside a tile at (row_off, col_off)."""
+    height, width = values.shape
+    first_row = -(-row_off // STATS_WINDOW) * STATS_WINDOW
+    first_col = -(-col_off // STATS_WINDOW) * STATS_WINDOW
+    partials = {}
+    for row in range(first_row, row_off + height, STATS_WINDOW):
+        row_end = min(row + STATS_WINDOW, grid_shape[0])
+        if row_end > row_off + height:
+            break
+        for col in range(first_col, col_off + width, STATS_WINDOW):
+            col_end = min(col + STATS_WINDOW, grid_shape[1])
+            if col_end > col_off + width:
+                break
+            block = values[row - row_off : row_end - row_off, col - col_off : col_end - col_off]
+            partials[(row, col)] = window_stats(block, edges)
+    return partials
+
+
+def merge_partials(
+    partials: Mapping[WindowKey, WindowStats],
+    raster_path: str,
+    edges: np.ndarray,
+) -> dict:
+    """Merge window partials in fixed order, computing missing windows from the raster."""
+    total = WindowStats()
+    with rasterio.open(raster_path) as dataset:
+        for window in iter_windows(dataset.height, dataset.width):
+            part = partials.get((window.row_off, window.col_off))
+            if part is None:
+                part = window_stats(dataset.read(1, window=window), edges, dataset.nodata)
+            total.merge(part)
+        return summarize(total, edges, dataset.width * dataset.height)
+
+
+def compute_stats(
+    raster_path: str, value_range: tuple[float, float], bins: int = DEFAULT_BINS
+) -> dict:
     """Compute min, max, mean, std, valid fraction and a histogram of band 1.
 
     Args:
@@ -109,50 +146,35 @@ def compute_stats(raster_path: str, value_range: tuple[float, float], bins: int 
     Returns:
         Plain JSON-able data; min/max/mean/std are None when no pixel is valid.
     """
-    low, high = (float(v) for v in value_range)
-    if not (np.isfinite(low) and np.isfinite(high) and low < high) or bins < 1:
-        raise InputError(f"bad histogram: range {value_range!r} with {bins} bins")
-    acc = _Accumulator(edges=np.linspace(low, high, bins + 1))
-    with rasterio.open(raster_path) as ds:
-        nodata = ds.nodata
-        total_pixels = ds.width * ds.height
-        for _, window in ds.block_windows(1):
-            block = ds.read(1, window=window).ravel()
-            valid = np.isfinite(block)
-            if nodata is not None and not np.isnan(nodata):
-                valid &= block != nodata
-            acc.add(block[valid].astype(np.float32))
-    return _summarize(acc, total_pixels)
+    return merge_partials({}, raster_path, histogram_edges(value_range, bins))
 
 
-def _summarize(acc: _Accumulator, total_pixels: int) -> dict:
-    bins = len(acc.edges) - 1
-    counts = acc.counts if acc.counts is not None else np.zeros(bins, dtype=np.int64)
+def summarize(total: WindowStats, edges: np.ndarray, total_pixels: int) -> dict:
+    """Plain JSON-able statistics from merged partials."""
+    bins = len(edges) - 1
+    counts = total.counts if total.counts is not None else np.zeros(bins, dtype=np.int64)
     result = {
         "min": None,
         "max": None,
         "mean": None,
         "std": None,
-        "valid_pixels": acc.count,
+        "valid_pixels": total.count,
         "total_pixels": total_pixels,
-        "valid_fraction": _round(acc.count / total_pixels) if total_pixels else 0.0,
+        "valid_fraction": _round(total.count / total_pixels) if total_pixels else 0.0,
         "histogram": {
-            "edges": [_round(float(e)) for e in acc.edges],
+            "edges": [_round(float(e)) for e in edges],
             "counts": [int(c) for c in counts],
-            "below_range": acc.below,
-            "above_range": acc.above,
+            "below_range": total.below,
+            "above_range": total.above,
             "note": "values outside the edges are counted in the first or last bin",
         },
     }
-    if acc.count:
-        n = acc.count
-        total, squares = acc.total.value(), acc.squares.value()
-        variance = max((squares * n - total * total) / (n * n), Fraction(0))
+    if total.count:
         result.update(
-            min=_round(acc.minimum),
-            max=_round(acc.maximum),
-            mean=_round(float(total / n)),
-            std=_round(float(variance) ** 0.5),
+            min=_round(total.minimum),
+            max=_round(total.maximum),
+            mean=_round(total.mean),
+            std=_round(max(total.m2 / total.count, 0.0) ** 0.5),
         )
     return result
 
