@@ -59,13 +59,16 @@ def run_tile(task: TileTask) -> TileResult:
 
 
 def _run_tile(context: TileContext, tile: Tile) -> TileResult:
-    shape = (tile.height, tile.width)
-    outputs = {index.name: np.full(shape, np.nan, dtype=np.float32) for index in context.indices}
+    outputs: dict[str, np.ndarray | None] = {index.name: None for index in context.indices}
     counts: dict[tuple[str, str], ReflectanceCounts] = {}
     for scene in context.scenes:
         if not scene.covers(tile):
             continue
-        pending = [i for i in context.indices if np.isnan(outputs[i.name]).any()]
+        pending = [
+            index
+            for index in context.indices
+            if outputs[index.name] is None or np.isnan(outputs[index.name]).any()
+        ]
         if not pending:
             break
         bands = sorted({band for index in pending for band in index.bands})
@@ -80,8 +83,14 @@ def _run_tile(context: TileContext, tile: Tile) -> TileResult:
             if scl is not None:
                 values[_scl_mask(scl, context.mask_classes, index.keeps_snow)] = np.nan
             out = outputs[index.name]
-            fill = np.isnan(out)
-            out[fill] = values[fill]
+            if out is None:
+                outputs[index.name] = values
+            else:
+                fill = np.isnan(out)
+                out[fill] = values[fill]
+    for name, out in outputs.items():
+        if out is None:
+            outputs[name] = np.full((tile.height, tile.width), np.nan, dtype=np.float32)
     grid_shape = (context.grid.height, context.grid.width)
     stats = {
         name: window_partials(
@@ -115,18 +124,27 @@ def read_reflectance(read: BandRead, context: TileContext, tile: Tile) -> np.nda
     nan = np.float32(np.nan)
     if read.direct:
         dn = _read_direct(read, tile)
-        invalid = np.zeros(dn.shape, dtype=bool)
-        for special in (ref.nodata, ref.saturated, read.file_nodata):
-            if special is not None:
-                invalid |= dn == special
+        specials = sorted(
+            {v for v in (ref.nodata, ref.saturated, read.file_nodata) if v is not None}
+        )
+        names = {f"special{i}": dn.dtype.type(v) for i, v in enumerate(specials)}
+        invalid = " | ".join(f"(dn == {name})" for name in names) or "False"
         return numexpr.evaluate(
-            "where(invalid, nan, (dn + offset) * scale)",
-            local_dict={"invalid": invalid, "nan": nan, "dn": dn, "offset": offset, "scale": scale},
+            f"where({invalid}, nan, (dn + offset) * scale)",
+            local_dict={"nan": nan, "dn": dn, "offset": offset, "scale": scale, **names},
         ).astype(np.float32, copy=False)
     dn = _read_warped(read, context.grid, tile, context.resampling, np.float32)
     return numexpr.evaluate(
         "(dn + offset) * scale", local_dict={"dn": dn, "offset": offset, "scale": scale}
     ).astype(np.float32, copy=False)
+
+
+def _representable(value: float, dtype: np.dtype) -> bool:
+    """Whether a special DN can occur in this dtype (65535 cannot in a uint8 band)."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return not np.isnan(value)
 
 
 def _read_scl(scene: SceneRead, context: TileContext, tile: Tile) -> np.ndarray | None:

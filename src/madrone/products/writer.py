@@ -88,7 +88,6 @@ class CogWriter:
                 shape=(tile.height, self._grid.width),
             )
             view[:, tile.col_off : tile.col_off + tile.width] = arrays[key]
-            view.flush()
             del view
 
     def finish(self) -> dict[str, str]:
