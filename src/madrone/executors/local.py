@@ -1,4 +1,9 @@
-"""The default executor: a process pool on this machine, with bounded tiles in flight."""
+"""The default executor: a process pool on this machine, with bounded tiles in flight.
+
+Tile arrays come back through shared memory (the worker copies each array once into a
+segment, the parent maps it, the writer copies it out, the segment is unlinked): pickling
+them through the pool's pipe would cost more CPU than computing the index.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import resource_tracker, shared_memory
+
+import numpy as np
 
 from madrone.engine.plan import TileContext
 from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
@@ -25,9 +33,46 @@ def _init_worker(context: TileContext, gdal_cache_mb: int) -> None:
     numexpr.set_num_threads(1)
 
 
-def _run_in_worker(tile: Tile) -> TileResult:
+SharedArrays = dict[str, tuple[str, tuple[int, ...], str]]
+
+
+def _run_in_worker(tile: Tile) -> tuple[TileResult, SharedArrays]:
     assert _CONTEXT is not None, "worker was not initialised"
-    return run_tile(TileTask(_CONTEXT, tile))
+    result = run_tile(TileTask(_CONTEXT, tile))
+    handles = {}
+    for key, array in result.arrays.items():
+        segment = shared_memory.SharedMemory(create=True, size=max(array.nbytes, 1))
+        np.ndarray(array.shape, array.dtype, buffer=segment.buf)[...] = array
+        handles[key] = (segment.name, array.shape, array.dtype.str)
+        # The parent unlinks the segment; stop this process's tracker from doing it too.
+        resource_tracker.unregister(segment._name, "shared_memory")
+        segment.close()
+    result.arrays = {}
+    return result, handles
+
+
+def _receive(result: TileResult, handles: SharedArrays) -> list[shared_memory.SharedMemory]:
+    """Map a worker's segments into the result's arrays; return them for release."""
+    segments = []
+    for key, (name, shape, dtype) in handles.items():
+        segment = shared_memory.SharedMemory(name=name)
+        segments.append(segment)
+        result.arrays[key] = np.ndarray(shape, np.dtype(dtype), buffer=segment.buf)
+    return segments
+
+
+def _release(result: TileResult, segments: list[shared_memory.SharedMemory]) -> None:
+    result.arrays = {}
+    for segment in segments:
+        segment.close()
+        segment.unlink()
+
+
+def _discard(future: Future) -> None:
+    """Unlink the segments of a result nobody will read (after a failure elsewhere)."""
+    if future.done() and not future.cancelled() and future.exception() is None:
+        result, handles = future.result()
+        _release(result, _receive(result, handles))
 
 
 class LocalExecutor:
@@ -67,11 +112,18 @@ class LocalExecutor:
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    yield future.result()
                     next_tile = next(queue, None)
                     if next_tile is not None:
                         pending.add(pool.submit(_run_in_worker, next_tile))
+                    result, handles = future.result()
+                    segments = _receive(result, handles)
+                    try:
+                        yield result
+                    finally:
+                        _release(result, segments)
         finally:
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+            for future in pending:
+                _discard(future)

@@ -66,32 +66,32 @@ class CogWriter:
     ) -> None:
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
         self._threads, self._zlevel = threads, zlevel
-        self._raw = {}
+        self._raw: dict[str, str] = {}
+        self._fds: dict[str, int] = {}
         for key, name in self._names.items():
             path = os.path.join(staging_dir, f"{name}.raw")
-            with open(path, "wb") as handle:
-                handle.truncate(grid.height * grid.width * 4)
+            self._fds[key] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             self._raw[key] = path
+            os.ftruncate(self._fds[key], grid.height * grid.width * 4)
 
     def raw_path(self, key: str) -> str:
         """A GDAL-readable view of the raw data written so far (a VRT)."""
         return self._write_vrt(key)
 
     def write(self, tile: Tile, arrays: Mapping[str, np.ndarray]) -> None:
-        row_bytes = self._grid.width * 4
-        for key, path in self._raw.items():
-            view = np.memmap(
-                path,
-                dtype="<f4",
-                mode="r+",
-                offset=tile.row_off * row_bytes,
-                shape=(tile.height, self._grid.width),
-            )
-            view[:, tile.col_off : tile.col_off + tile.width] = arrays[key]
-            del view
+        # One positioned write per row: cheaper than mapping fresh pages, and nothing of
+        # the scene stays mapped in this process.
+        width = self._grid.width
+        for key, fd in self._fds.items():
+            rows = np.ascontiguousarray(arrays[key], dtype="<f4")
+            offset = (tile.row_off * width + tile.col_off) * 4
+            for row in rows:
+                os.pwrite(fd, row, offset)
+                offset += width * 4
 
     def finish(self) -> dict[str, str]:
         """Build overviews and encode every raw file as a COG; return key -> COG path."""
+        self._close_files()
         done = {}
         factors = overview_factors(self._grid.height, self._grid.width)
         for key in self._raw:
@@ -117,8 +117,14 @@ class CogWriter:
         self.abort()
         return done
 
+    def _close_files(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds = {}
+
     def abort(self) -> None:
         """Remove the raw files and their VRTs."""
+        self._close_files()
         for path in self._raw.values():
             for leftover in (path, f"{path}.vrt", f"{path}.vrt.ovr"):
                 if os.path.exists(leftover):
