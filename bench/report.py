@@ -80,9 +80,9 @@ def format_markdown(results: dict[str, Any]) -> str:
         f"B08 uint16) on {machine['nproc']} cores ({machine['cpu_model']}), "
         f"{machine['memory_gib']:.0f} GiB, GDAL {machine['gdal_rasterio']} (rasterio) / "
         f"{machine['gdal_system']} (gdal_calc). Outputs: float32 tiled DEFLATE GeoTIFF, "
-        "predictor 3; madrone writes a COG with overviews. Peak memory is the largest sum of "
-        "RSS over each tool's whole process tree. Each run happens once, with a warm page "
-        "cache.",
+        "predictor 3, level 1 for every tool; madrone writes a COG with overviews. "
+        "Peak memory is the largest sum of RSS over each tool's whole process tree. "
+        "Each run happens once, with a warm page cache.",
         "",
     ]
     for fmt, rows in results["formats"].items():

@@ -111,6 +111,8 @@ def _gdal_calc(inputs: Inputs, out: Path) -> list[str]:
         "COMPRESS=DEFLATE",
         "--co",
         "PREDICTOR=3",
+        "--co",
+        "ZLEVEL=1",
         "--NoDataValue",
         "nan",
         "--hideNoData",

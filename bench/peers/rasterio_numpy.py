@@ -38,6 +38,7 @@ def main(red_path: str, nir_path: str, out_path: str) -> None:
             blockysize=512,
             compress="deflate",
             predictor=3,
+            zlevel=1,  # the level madrone writes (see README)
         )
         with rasterio.open(out_path, "w", **profile) as dst:
             for _, window in red.block_windows(1):

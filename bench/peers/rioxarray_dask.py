@@ -50,6 +50,7 @@ def main() -> None:
             blockysize=512,
             compress="DEFLATE",
             predictor=3,
+            zlevel=1,  # the level madrone writes (see README)
             lock=threading.Lock(),
         )
 

@@ -88,6 +88,7 @@ def run(
         threads=n_workers,
         zlevel=settings.cog_zlevel,
         png_max_size=settings.png_max_size,
+        gdal_cache_mb=settings.gdal_cache_mb,
         progress=progress,
     )
 

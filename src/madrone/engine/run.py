@@ -62,6 +62,7 @@ def run_plan(
     threads: int = 1,
     zlevel: int = 1,
     png_max_size: int = 4096,
+    gdal_cache_mb: int = 128,
     progress: Progress | None = None,
 ) -> RunResult:
     """Execute a plan and write its products into the spec's output folder."""
@@ -70,7 +71,7 @@ def run_plan(
     staging = tempfile.mkdtemp(prefix=f".{plan.name}.", suffix=".partial", dir=output_dir)
     try:
         names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
-        writer = CogWriter(plan.grid, staging, names, _tags(plan), threads, zlevel)
+        writer = CogWriter(plan.grid, staging, names, _tags(plan), threads, zlevel, gdal_cache_mb)
         try:
             counts, partials = _stream_tiles(plan, executor, writer, progress)
             cogs = writer.finish()

@@ -95,10 +95,15 @@ class LocalExecutor:
             finally:
                 close_datasets()
             return
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context_mp = multiprocessing.get_context("forkserver")
+            # Import the engine once in the fork server, not once per worker.
+            context_mp.set_forkserver_preload([__name__])
+        else:
+            context_mp = multiprocessing.get_context()
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(tiles)),
-            mp_context=multiprocessing.get_context(method),
+            mp_context=context_mp,
             initializer=_init_worker,
             initargs=(context, self.gdal_cache_mb),
         )

@@ -53,6 +53,7 @@ class CogWriter:
         tags: per index key, GeoTIFF metadata tags (``index`` is the band description).
         threads: compression threads for the final encode.
         zlevel: DEFLATE level (1 is as small as 6 on float32 indices, and far faster).
+        cache_mb: GDAL block cache while encoding, in MiB (bounds this process's memory).
     """
 
     def __init__(
@@ -63,9 +64,10 @@ class CogWriter:
         tags: Mapping[str, Mapping[str, str]],
         threads: int = 1,
         zlevel: int = 1,
+        cache_mb: int = 128,
     ) -> None:
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
-        self._threads, self._zlevel = threads, zlevel
+        self._threads, self._zlevel, self._cache_mb = threads, zlevel, cache_mb
         self._raw: dict[str, str] = {}
         self._fds: dict[str, int] = {}
         for key, name in self._names.items():
@@ -97,7 +99,11 @@ class CogWriter:
         for key in self._raw:
             vrt = self._write_vrt(key)
             cog_path = os.path.join(self._dir, f"{self._names[key]}.tif")
-            with rasterio.Env(COMPRESS_OVERVIEW="NONE", GDAL_NUM_THREADS=str(self._threads)):
+            with rasterio.Env(
+                COMPRESS_OVERVIEW="NONE",
+                GDAL_NUM_THREADS=str(self._threads),
+                GDAL_CACHEMAX=self._cache_mb,
+            ):
                 if factors:
                     with rasterio.open(vrt, "r+") as dataset:
                         dataset.build_overviews(factors, Resampling.average)
