@@ -38,9 +38,7 @@ def test_pool_results_equal_in_process_results(data_dir: Path) -> None:
             np.testing.assert_array_equal(pooled[tile][key], array)
 
 
-def test_worker_error_reaches_the_caller_and_leaks_nothing(
-    data_dir: Path, tmp_path: Path
-) -> None:
+def test_worker_error_reaches_the_caller_and_leaks_nothing(data_dir: Path, tmp_path: Path) -> None:
     checked = plan(build_spec([str(data_dir / T29)], ["ndvi"], tile_size=256))
     scene = checked.context.scenes[0]
     broken = tmp_path / "B04.tif"
@@ -49,6 +47,6 @@ def test_worker_error_reaches_the_caller_and_leaks_nothing(
     bands["B04"] = replace(bands["B04"], ref=BandRef(str(broken)))
     context = replace(checked.context, scenes=(replace(scene, bands=bands),))
     before = shared_segments()
-    with pytest.raises(SourceError, match="B04.tif"):
+    with pytest.raises(SourceError, match=r"B04\.tif"):
         list(LocalExecutor(2).map_tiles(context, checked.tiles))
     assert shared_segments() == before

@@ -249,7 +249,8 @@ def _write_png(ds: DatasetReader, path: str, profile: dict, style: Style, lut: n
         for row_off, values in _iter_strips(ds, width, height):
             window = Window(0, row_off, width, values.shape[0])
             mem.write(colorize(values, style, lut), window=window)
-        rasterio.shutil.copy(mem, path, driver="PNG", WORLDFILE="YES")
+        # zlib level 1: four times faster than the default 6, about 15% larger
+        rasterio.shutil.copy(mem, path, driver="PNG", WORLDFILE="YES", ZLEVEL="1")
 
 
 def _make_staging_dir(target: str) -> str:
