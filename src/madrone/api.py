@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from madrone.config import Settings
 from madrone.engine.plan import Plan, plan
@@ -71,7 +71,7 @@ def run(
     executor: Executor | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
-    on_plan: callable | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> RunResult:
     """Plan and execute a JobSpec on the given executor (default: the local process pool)."""
     settings = settings or Settings.from_env()

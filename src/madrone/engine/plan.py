@@ -31,8 +31,8 @@ from madrone.sources.spec import open_source
 DEFAULT_MASK_CLASSES = (0, 1, 3, 8, 9, 10, 11)
 SNOW_CLASS = 11
 MAX_SCL_CLASS = 11
-DEFAULT_TILE = 1024
-MIN_TILE, MAX_TILE = 256, 2048
+DEFAULT_TILE = 1024  # also the smallest default: per-tile overhead dominates below it
+MAX_TILE = 2048
 
 
 @dataclass(frozen=True)
@@ -335,7 +335,8 @@ def _band_read(ref: BandRef, info: _BandInfo, grid: Grid) -> BandRead:
 
 def _aligned_tile_size(scenes: tuple[SceneRead, ...], grid: Grid) -> int:
     """A tile edge whose footprint in every band is a whole number of that band's blocks,
-    so no compressed block (JPEG 2000 codeblock, GeoTIFF tile) is decoded twice."""
+    so no compressed block (JPEG 2000 codeblock, GeoTIFF tile) is decoded twice; a multiple
+    of that footprint of at least DEFAULT_TILE pixels, so per-tile overhead stays small."""
     candidates = []
     for scene in scenes:
         for read in scene.bands.values():
@@ -343,8 +344,9 @@ def _aligned_tile_size(scenes: tuple[SceneRead, ...], grid: Grid) -> int:
             if block_rows != block_cols or block_rows < 64:
                 continue
             candidates.append(round(block_cols * abs(read.transform[0]) / grid.res_x))
-    size = max(candidates, default=DEFAULT_TILE)
-    return max(MIN_TILE, min(MAX_TILE, size))
+    footprint = max(candidates, default=DEFAULT_TILE)
+    size = footprint * max(1, math.ceil(DEFAULT_TILE / footprint))
+    return footprint if size > MAX_TILE else size
 
 
 def _safe_name(name: str) -> str:
