@@ -20,31 +20,11 @@ from madrone.products.render import (
     render_png,
     style_for,
 )
+from tests.support.rasters import TRANSFORM, write_raster
 
-TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
 NDVI = Style("RdYlGn", -1.0, 1.0, "NDVI")
 RED_END = (165, 0, 38, 255)  # RdYlGn at 0.0
 GREEN_END = (0, 104, 55, 255)  # RdYlGn at 1.0
-
-
-def write_raster(path, data, transform=TRANSFORM, nodata=np.nan, **options) -> str:
-    """Write a single-band float32 GeoTIFF in EPSG:32633."""
-    height, width = data.shape
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32633",
-        transform=transform,
-        nodata=nodata,
-        **options,
-    ) as ds:
-        ds.write(data.astype(np.float32), 1)
-    return str(path)
 
 
 def gradient(height: int = 500, width: int = 700) -> np.ndarray:

@@ -8,15 +8,14 @@ import os
 import numpy as np
 import pystac
 import pytest
-import rasterio
 from affine import Affine
 from pyproj import Transformer
 
 from madrone.errors import InputError, ProcessingError
 from madrone.products.stac import build_item, write_json
 from madrone.products.stats import compute_stats
+from tests.support.rasters import TRANSFORM, write_raster
 
-TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
 INDEX = {
     "name": "NDVI",
     "formula": "(N - R) / (N + R)",
@@ -37,33 +36,21 @@ SOURCES = [
         "radiometry": "L2A BOA reflectance = (DN - 1000) / 10000",
     },
 ]
+
 ASSETS = {"cog": "ndvi.tif", "png": "ndvi.png", "legend": "ndvi.legend.png", "json": "ndvi.json"}
 
 
-def write_raster(path, crs="EPSG:32633", transform=TRANSFORM, shape=(500, 700)) -> str:
+def write_ramp(path, crs="EPSG:32633", transform=TRANSFORM, shape=(500, 700)) -> str:
     """Write an NDVI-like float32 ramp with a NaN hole."""
     height, width = shape
     data = np.tile(np.linspace(-1.0, 1.0, width, dtype=np.float32), (height, 1))
     data[100:150, 200:260] = np.nan
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=1,
-        dtype="float32",
-        crs=crs,
-        transform=transform,
-        nodata=np.nan,
-    ) as ds:
-        ds.write(data, 1)
-    return str(path)
+    return write_raster(path, data, transform=transform, crs=crs)
 
 
 @pytest.fixture
 def raster(tmp_path) -> str:
-    return write_raster(tmp_path / "ndvi.tif")
+    return write_ramp(tmp_path / "ndvi.tif")
 
 
 def make_item(raster_path: str, **overrides) -> dict:
@@ -129,7 +116,7 @@ def test_projection_and_raster_fields(raster):
 def test_non_epsg_crs_is_written_as_wkt2(tmp_path):
     crs = "+proj=laea +lat_0=52 +lon_0=11 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m"
     transform = Affine(10.0, 0.0, 4321000.0, 0.0, -10.0, 3210000.0)
-    item = make_item(write_raster(tmp_path / "laea.tif", crs=crs, transform=transform))
+    item = make_item(write_ramp(tmp_path / "laea.tif", crs=crs, transform=transform))
     props = item["properties"]
     assert "proj:code" not in props or props["proj:code"] is None
     assert props["proj:wkt2"].startswith("PROJCRS")
@@ -140,7 +127,7 @@ def test_non_epsg_crs_is_written_as_wkt2(tmp_path):
 def test_footprint_across_the_antimeridian(tmp_path):
     # At 60° N, 180° lies about 332 km east in UTM zone 1: this raster spans 300-370 km.
     transform = Affine(100.0, 0.0, 300000.0, 0.0, -100.0, 6660000.0)
-    raster = write_raster(tmp_path / "am.tif", crs="EPSG:32601", transform=transform)
+    raster = write_ramp(tmp_path / "am.tif", crs="EPSG:32601", transform=transform)
     item = make_item(raster)
     west, _, east, _ = item["bbox"]
     assert item["geometry"]["type"] == "MultiPolygon"

@@ -7,32 +7,10 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
 
 from madrone.errors import InputError
 from madrone.products.stats import compute_stats
-
-TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0)
-
-
-def write_raster(path, data, nodata=np.nan, **options) -> str:
-    """Write a single-band float32 GeoTIFF in EPSG:32633."""
-    height, width = data.shape
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32633",
-        transform=TRANSFORM,
-        nodata=nodata,
-        **options,
-    ) as ds:
-        ds.write(data.astype(np.float32), 1)
-    return str(path)
+from tests.support.rasters import write_raster
 
 
 def noisy_ndvi(seed: int = 7) -> np.ndarray:
