@@ -10,7 +10,9 @@ nodata or the arithmetic is undefined, so nodata never turns into a number.
 from __future__ import annotations
 
 import ast
+import functools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -181,6 +183,72 @@ def evaluate(
     except (TypeError, ValueError, KeyError, NotImplementedError) as e:
         raise ExpressionError(f"cannot evaluate {compiled.text!r}: {e}") from e
     return _to_float32(result, inputs)
+
+
+@dataclass(frozen=True)
+class DnBand:
+    """How a band's digital numbers become reflectance: (DN + offset) * scale, and which DN
+    values mean "no value" (float DN arrays may also carry NaN)."""
+
+    offset: float
+    scale: float
+    invalid: tuple[float, ...] = ()
+
+
+def evaluate_dn(
+    compiled: CompiledExpression,
+    dn: Mapping[str, np.ndarray],
+    bands: Mapping[str, DnBand],
+    constants: Mapping[str, float] | None = None,
+) -> np.ndarray:
+    """Evaluate on raw digital numbers in one numexpr pass: each band variable becomes its
+    reflectance, and a pixel where any band is invalid comes out NaN.
+
+    Equal to converting every band to NaN-masked float32 reflectance and calling
+    :func:`evaluate`, without the intermediate arrays: the engine's hot path.
+    """
+    names = sorted(dn)
+    shape = tuple((name, dn[name].dtype.kind, len(bands[name].invalid)) for name in names)
+    expression = _dn_expression(compiled.expression, shape)
+    local: dict[str, object] = {"_nan": np.float32(np.nan)}
+    for name in names:
+        array, band = dn[name], bands[name]
+        local[name] = array
+        local[f"_o_{name}"] = np.float32(band.offset)
+        local[f"_s_{name}"] = np.float32(band.scale)
+        for i, value in enumerate(band.invalid):
+            local[f"_x_{name}_{i}"] = array.dtype.type(value)
+    for name in compiled.variables:
+        if name not in dn:
+            if constants is None or name not in constants:
+                raise ExpressionError(f"expression {compiled.text!r} needs {name}")
+            local[name] = float(constants[name])
+    try:
+        result = numexpr.evaluate(expression, local_dict=local)
+    except (TypeError, ValueError, KeyError, NotImplementedError) as e:
+        raise ExpressionError(f"cannot evaluate {compiled.text!r}: {e}") from e
+    out = np.asarray(result).astype(np.float32, copy=False)
+    return numexpr.evaluate(
+        "where(abs(out) < _inf, out, _nan)",
+        local_dict={"out": out, "_inf": np.float32(np.inf), "_nan": np.float32(np.nan)},
+        out=out,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _dn_expression(expression: str, shape: tuple[tuple[str, str, int], ...]) -> str:
+    """The numexpr text of an expression on DN: reflectance substituted, validity guarded."""
+    names = [name for name, _, _ in shape]
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
+    body = pattern.sub(
+        lambda m: f"(({m.group(1)} + _o_{m.group(1)}) * _s_{m.group(1)})", expression
+    )
+    guards = []
+    for name, kind, invalid in shape:
+        guards += [f"({name} != _x_{name}_{i})" for i in range(invalid)]
+        if kind == "f":
+            guards.append(f"({name} == {name})")
+    return f"where({' & '.join(guards)}, {body}, _nan)" if guards else body
 
 
 def _to_float32(result: np.ndarray, inputs: list[np.ndarray]) -> np.ndarray:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numexpr
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
@@ -19,6 +18,7 @@ from rasterio.windows import Window
 
 from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
 from madrone.errors import SourceError
+from madrone.expression import DnBand, evaluate_dn
 from madrone.grid import Grid, Tile
 from madrone.products.stats import (
     WindowKey,
@@ -71,15 +71,19 @@ def _run_tile(context: TileContext, tile: Tile) -> TileResult:
         ]
         if not pending:
             break
-        bands = sorted({band for index in pending for band in index.bands})
-        reflectance = {}
-        for band in bands:
-            reflectance[band] = _read_or_fail(scene, band, context, tile)
+        dn, radiometry = {}, {}
+        for band in sorted({band for index in pending for band in index.bands}):
+            dn[band], radiometry[band] = _read_or_fail(scene, band, context, tile)
             tally = counts.setdefault((scene.name, band), ReflectanceCounts())
-            tally.add_array(reflectance[band])
+            tally.add_dn(dn[band], radiometry[band])
         scl = _read_scl(scene, context, tile)
         for index in pending:
-            values = index.compute(reflectance)
+            values = evaluate_dn(
+                index.compile(),
+                {band: dn[band] for band in index.bands},
+                radiometry,
+                dict(index.constants),
+            )
             if scl is not None:
                 values[_scl_mask(scl, context.mask_classes, index.keeps_snow)] = np.nan
             out = outputs[index.name]
@@ -105,11 +109,13 @@ def _run_tile(context: TileContext, tile: Tile) -> TileResult:
     return TileResult(tile, outputs, counts, stats)
 
 
-def _read_or_fail(scene: SceneRead, band: str, context: TileContext, tile: Tile) -> np.ndarray:
+def _read_or_fail(
+    scene: SceneRead, band: str, context: TileContext, tile: Tile
+) -> tuple[np.ndarray, DnBand]:
     """Read a band, turning a decoding failure into an error that names the file."""
     read = scene.bands[band]
     try:
-        return read_reflectance(read, context, tile)
+        return read_dn(read, context, tile)
     except RasterioError as error:
         raise SourceError(
             f"{read.ref.uri}: band {band} of {scene.name} is corrupt or unreadable "
@@ -117,26 +123,25 @@ def _read_or_fail(scene: SceneRead, band: str, context: TileContext, tile: Tile)
         ) from error
 
 
-def read_reflectance(read: BandRead, context: TileContext, tile: Tile) -> np.ndarray:
-    """One band over one tile as float32 reflectance, NaN where nodata or saturated."""
+def read_dn(read: BandRead, context: TileContext, tile: Tile) -> tuple[np.ndarray, DnBand]:
+    """One band's digital numbers over one tile, and how they become reflectance.
+
+    Bands on the grid come as stored (uint16), with their special values (nodata,
+    saturated) to mask; resampled bands come as float32 DN with NaN for nodata.
+    """
     ref = read.ref
-    offset, scale = np.float32(ref.offset), np.float32(ref.scale)
-    nan = np.float32(np.nan)
     if read.direct:
         dn = _read_direct(read, tile)
-        specials = sorted(
-            {v for v in (ref.nodata, ref.saturated, read.file_nodata) if v is not None}
+        specials = tuple(
+            sorted(
+                v
+                for v in {ref.nodata, ref.saturated, read.file_nodata}
+                if v is not None and _representable(v, dn.dtype)
+            )
         )
-        names = {f"special{i}": dn.dtype.type(v) for i, v in enumerate(specials)}
-        invalid = " | ".join(f"(dn == {name})" for name in names) or "False"
-        return numexpr.evaluate(
-            f"where({invalid}, nan, (dn + offset) * scale)",
-            local_dict={"nan": nan, "dn": dn, "offset": offset, "scale": scale, **names},
-        ).astype(np.float32, copy=False)
+        return dn, DnBand(ref.offset, ref.scale, specials)
     dn = _read_warped(read, context.grid, tile, context.resampling, np.float32)
-    return numexpr.evaluate(
-        "(dn + offset) * scale", local_dict={"dn": dn, "offset": offset, "scale": scale}
-    ).astype(np.float32, copy=False)
+    return dn, DnBand(ref.offset, ref.scale)
 
 
 def _representable(value: float, dtype: np.dtype) -> bool:

@@ -102,7 +102,7 @@ class CogWriter:
             with rasterio.Env(
                 COMPRESS_OVERVIEW="NONE",
                 GDAL_NUM_THREADS=str(self._threads),
-                GDAL_CACHEMAX=self._cache_mb,
+                GDAL_CACHEMAX=self._cache_mb * 1024 * 1024,  # rasterio passes ints as bytes
             ):
                 if factors:
                     with rasterio.open(vrt, "r+") as dataset:

@@ -12,9 +12,12 @@ Whatever the rule, the reflectance actually computed is checked for plausibility
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from madrone.expression import DnBand
 
 DEFAULT_QUANTIFICATION = 10000.0
 OFFSET_BASELINE = (4, 0)
@@ -71,6 +74,26 @@ class ReflectanceCounts:
         self.valid += int(finite.sum())
         self.negative += int((reflectance < 0).sum())
         self.far_above_one += int((reflectance > FAR_ABOVE_ONE).sum())
+
+    def add_dn(self, dn: np.ndarray, band: DnBand) -> None:
+        """Count a tile's values from its digital numbers, without computing reflectance:
+        on integer DN every test is one cheap comparison."""
+        if dn.dtype.kind == "f" or band.scale <= 0:
+            self.add_array(
+                (dn.astype(np.float32) + np.float32(band.offset)) * np.float32(band.scale)
+            )
+            return
+        # For integer DN: reflectance < 0 <=> DN < ceil(-offset); > 1.5 <=> DN > floor(1.5/s - o)
+        negative_below = math.ceil(-band.offset)
+        far_above = math.floor(FAR_ABOVE_ONE / band.scale - band.offset)
+        invalid = [int(np.count_nonzero(dn == value)) for value in band.invalid]
+        self.valid += dn.size - sum(invalid)
+        self.negative += int(np.count_nonzero(dn < negative_below)) - sum(
+            n for n, value in zip(invalid, band.invalid, strict=True) if value < negative_below
+        )
+        self.far_above_one += int(np.count_nonzero(dn > far_above)) - sum(
+            n for n, value in zip(invalid, band.invalid, strict=True) if value > far_above
+        )
 
     def merge(self, other: ReflectanceCounts) -> None:
         self.valid += other.valid
