@@ -258,7 +258,7 @@ def test_read_zipped_safe(data_dir: Path, zip_name: str, tile: str) -> None:
     assert sorted(scene.bands) == sorted(ESA_ORDER)
     with zipfile.ZipFile(path) as archive:
         members = set(archive.namelist())
-    prefix = f"/vsizip/{path.resolve()}/"
+    prefix = f"/vsizip/{os.path.abspath(path)}/"
     for band_id, ref in scene.bands.items():
         assert ref.uri.startswith(prefix + f"{product}.SAFE/GRANULE/")
         assert ref.uri.removeprefix(prefix) in members
