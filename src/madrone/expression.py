@@ -228,11 +228,10 @@ def evaluate_dn(
     except (TypeError, ValueError, KeyError, NotImplementedError) as e:
         raise ExpressionError(f"cannot evaluate {compiled.text!r}: {e}") from e
     out = np.asarray(result).astype(np.float32, copy=False)
-    return numexpr.evaluate(
-        "where(abs(out) < _inf, out, _nan)",
-        local_dict={"out": out, "_inf": np.float32(np.inf), "_nan": np.float32(np.nan)},
-        out=out,
-    )
+    infinite = np.isinf(out)  # division by zero; NaN already is NaN
+    if infinite.any():
+        out[infinite] = np.nan
+    return out
 
 
 @functools.lru_cache(maxsize=256)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+import numexpr
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -95,7 +96,9 @@ def _bin_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     index = scaled.astype(np.intp)
     np.clip(index, 0, bins - 1, out=index)
     # float32 rounding may misplace values within a hair of an edge: redo those exactly
-    near = np.flatnonzero(np.abs(scaled - np.rint(scaled)) < 1e-3)
+    near = np.flatnonzero(
+        numexpr.evaluate("abs(scaled - floor(scaled + 0.5)) < 0.001", local_dict={"scaled": scaled})
+    )
     if near.size:
         exact = np.searchsorted(edges, x[near].astype(np.float64), side="right") - 1
         index[near] = np.clip(exact, 0, bins - 1)
