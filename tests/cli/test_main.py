@@ -147,3 +147,23 @@ def test_demo_runs_as_a_real_command(tmp_path: Path) -> None:
         assert ndvi.tags()["index"] == "NDVI"
         mean = float(np.nanmean(ndvi.read(1)))
     assert 0.25 < mean < 0.4, "fields and marsh outweigh the open water in the demo"
+
+
+def test_implausible_reflectance_is_a_warning_not_an_error(data_dir: Path, tmp_path: Path) -> None:
+    # A wrong --offset override makes most reflectance negative: madrone still writes the
+    # products, and says which band and which offset look wrong.
+    result = invoke("process", str(DEMO), "-o", str(tmp_path), "--offset", "-5000",
+                    "--products", "cog", "--name", "w")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "madrone: warning:" in result.output
+    assert "B04: implausible reflectance" in result.output and "-5000" in result.output
+    assert (tmp_path / "w_ndvi.tif").exists()
+
+
+def test_progress_reports_every_tile(tmp_path: Path) -> None:
+    from madrone import process
+
+    seen: list[tuple[int, int]] = []
+    process([str(DEMO)], ["ndvi"], str(tmp_path), tile_size=256, workers=2,
+            products=["cog"], progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert seen == [(i, 16) for i in range(1, 17)]
