@@ -1,4 +1,5 @@
-"""Settings: the one place configuration is read, from ``MADRONE_*`` environment variables.
+"""Settings: the one place configuration is read, from ``MADRONE_*`` environment variables
+and an optional TOML file named by ``MADRONE_CONFIG`` (the variables win over the file).
 
 Every other module receives a ``Settings`` value; nothing else reads ``os.environ``.
 """
@@ -6,6 +7,7 @@ Every other module receives a ``Settings`` value; nothing else reads ``os.enviro
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -36,18 +38,16 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from ``MADRONE_*`` variables; a malformed value names the variable."""
+        """Build settings from the config file, then ``MADRONE_*`` variables; a malformed
+        value names the variable or the file and key."""
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, object] = {}
+        if environ.get("MADRONE_CONFIG"):
+            values.update(_read_file(environ["MADRONE_CONFIG"]))
         for field in fields(cls):
             key = f"MADRONE_{field.name.upper()}"
-            if key not in environ:
-                continue
-            raw = environ[key]
-            try:
-                values[field.name] = int(raw) if field.type in ("int", int) else raw
-            except ValueError:
-                raise InputError(f"{key}={raw!r} is not a whole number") from None
+            if key in environ:
+                values[field.name] = _parse(field.type, environ[key], key)
         return cls(**values)
 
     def resolved_workers(self, requested: int | None = None) -> int:
@@ -56,3 +56,30 @@ class Settings:
         if n < 0:
             raise InputError(f"workers must be 0 (all cores) or more, got {n}")
         return n or os.cpu_count() or 1
+
+
+def _parse(kind: object, raw: object, where: str) -> object:
+    if kind in ("int", int):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}={raw!r} is not a whole number") from None
+    return str(raw)
+
+
+def _read_file(path: str) -> dict[str, object]:
+    """Settings from a TOML file: ``workers = 4`` ... (the field names, lower case)."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as error:
+        raise InputError(f"MADRONE_CONFIG={path}: cannot read ({error.strerror})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"MADRONE_CONFIG={path}: not valid TOML ({error})") from None
+    known = {field.name: field.type for field in fields(Settings)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InputError(
+            f"{path}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+        )
+    return {key: _parse(known[key], value, f"{path}: {key}") for key, value in data.items()}
