@@ -167,3 +167,11 @@ def test_progress_reports_every_tile(tmp_path: Path) -> None:
     process([str(DEMO)], ["ndvi"], str(tmp_path), tile_size=256, workers=2,
             products=["cog"], progress=lambda done, total: seen.append((done, total)))  # fmt: skip
     assert seen == [(i, 16) for i in range(1, 17)]
+
+
+def test_output_folder_under_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = invoke("process", str(DEMO), "-o", str(blocker / "out"))
+    assert result.exit_code == 2
+    assert f"{blocker} is a file, not a folder" in result.output

@@ -165,6 +165,18 @@ def _check_parameters(spec: JobSpec) -> None:
             raise InputError(f"mask classes {bad} are not SCL classes (0 to {MAX_SCL_CLASS})")
     if spec.bbox is not None:
         _check_bbox(spec.bbox)
+    _check_output_dir(spec.output_dir)
+
+
+def _check_output_dir(path: str) -> None:
+    """The output folder exists and is writable, or can be created: checked, not created."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise InputError(f"output folder {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {path}: {probe} is not writable")
 
 
 def _check_bbox(bbox: tuple[float, float, float, float]) -> None:
