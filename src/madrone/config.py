@@ -21,7 +21,8 @@ class Settings:
     Attributes:
         workers: processes of the local executor; 0 means all cores.
         tiles_in_flight: tiles submitted ahead per worker (bounds memory).
-        gdal_cache_mb: GDAL block cache per worker process, in MiB.
+        gdal_cache_mb: GDAL block cache per process, in MiB (tiles are aligned to the
+            sources' blocks, so little is ever read twice; the cap bounds memory).
         png_max_size: the PNG's longest side in pixels; larger products are rendered from
             the COG's overviews.
         cog_zlevel: DEFLATE level of the COG (1: float32 indices compress barely better at 6,
@@ -31,7 +32,7 @@ class Settings:
 
     workers: int = 0
     tiles_in_flight: int = 2
-    gdal_cache_mb: int = 128
+    gdal_cache_mb: int = 64
     png_max_size: int = 4096
     cog_zlevel: int = 1
     output_dir: str = "madrone-demo"

@@ -62,7 +62,7 @@ def run_plan(
     threads: int = 1,
     zlevel: int = 1,
     png_max_size: int = 4096,
-    gdal_cache_mb: int = 128,
+    gdal_cache_mb: int = 64,
     progress: Progress | None = None,
 ) -> RunResult:
     """Execute a plan and write its products into the spec's output folder."""

@@ -81,7 +81,7 @@ class LocalExecutor:
     At most ``workers * tiles_in_flight`` tiles are submitted ahead, which bounds memory.
     """
 
-    def __init__(self, workers: int, tiles_in_flight: int = 2, gdal_cache_mb: int = 128):
+    def __init__(self, workers: int, tiles_in_flight: int = 2, gdal_cache_mb: int = 64):
         self.workers = max(1, workers)
         self.in_flight = max(1, self.workers * tiles_in_flight)
         self.gdal_cache_mb = gdal_cache_mb
