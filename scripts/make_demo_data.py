@@ -20,19 +20,19 @@ TARGET = ROOT / "src/madrone/data/demo/L1C_T18SVG_20160112_demo"
 # 8 x 8 km of fields, salt marsh, barrier island and ocean, in 10 m pixels.
 ROW0, COL0, SIZE = 400, 300, 800
 BANDS = {"B03": 10, "B04": 10, "B08": 10, "B11": 20}
+B04_LEFT = 435730.0  # left edge of the 10 m bands of the source crop
 
 
 def cut_band(band: str, resolution: int) -> None:
     src_path = SOURCE / f"{band}.tif"
     with rasterio.open(src_path) as src:
-        left = src.transform.c
-        # Whole source pixels covering the 10 m window (B11's grid is offset by 10 m).
-        x0 = src.transform.c + 0 * resolution
-        want_left = 435730.0 + COL0 * 10
+        # Whole source pixels covering the 10 m window; B11's grid is offset by 10 m, so
+        # it takes one more 20 m pixel to cover the window's last column and row.
+        want_left = B04_LEFT + COL0 * 10
         want_top = src.transform.f - ROW0 * 10
-        col = int((want_left - x0) // resolution)
+        col = int((want_left - src.transform.c) // resolution)
         row = int((src.transform.f - want_top) // resolution)
-        span = SIZE * 10 // resolution + (1 if left != 435730.0 else 0)
+        span = SIZE * 10 // resolution + (1 if src.transform.c != B04_LEFT else 0)
         window = Window(col, row, span, span)
         data = src.read(1, window=window)
         profile = src.profile | {
