@@ -99,6 +99,7 @@ def process(
     output_dir: str = ".",
     *,
     workers: int | None = None,
+    executor: Executor | None = None,
     progress: Progress | None = None,
     settings: Settings | None = None,
     **options,
@@ -115,9 +116,10 @@ def process(
         indices: index names; user expressions go in ``expressions={"name": "expr"}``.
         output_dir: where products are written.
         workers: local processes (default: settings, else all cores).
+        executor: another executor, e.g. ``DaskExecutor("tcp://scheduler:8786")``.
         progress: called with (tiles done, tiles total).
         settings: engine settings (default: from ``MADRONE_*`` variables).
         **options: the remaining JobSpec fields (see ``build_spec``).
     """
     spec = build_spec(sources, indices, output_dir, **options)
-    return run(spec, workers=workers, settings=settings, progress=progress)
+    return run(spec, workers=workers, executor=executor, settings=settings, progress=progress)

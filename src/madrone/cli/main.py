@@ -79,8 +79,9 @@ def cli() -> None:
 @click.option(
     "--products", default=",".join(ALL_PRODUCTS), show_default=True, help="Which products to write."
 )
+@click.option("--dask", "dask_address", help="Run on a Dask scheduler, e.g. tcp://host:8786.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def process(sources, indices, expressions, bands, band_maps, **options) -> None:
+def process(sources, indices, expressions, bands, band_maps, dask_address, **options) -> None:
     """Compute indices over SOURCES (band folders, SAFE folders or zips, STAC items, rasters)."""
     band_map = parse_band_map(band_maps)
     specs = [SourceSpec(path=s, band_map=band_map) for s in sources]
@@ -106,12 +107,17 @@ def process(sources, indices, expressions, bands, band_maps, **options) -> None:
             for k in ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale")
         },
     )
-    result = _run_with_progress(spec, options["workers"], options["quiet"])
+    executor = None
+    if dask_address:
+        from madrone.executors.dask import DaskExecutor
+
+        executor = DaskExecutor(dask_address)
+    result = _run_with_progress(spec, options["workers"], options["quiet"], executor)
     if not options["quiet"]:
         _print_summary(result)
 
 
-def _run_with_progress(spec, workers: int | None, quiet: bool) -> RunResult:
+def _run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> RunResult:
     settings = Settings.from_env()
     show_bar = not quiet and sys.stderr.isatty()
     bar = None
@@ -143,7 +149,12 @@ def _run_with_progress(spec, workers: int | None, quiet: bool) -> RunResult:
         warnings.simplefilter("always")
         try:
             result = run(
-                spec, workers=workers, settings=settings, progress=progress, on_plan=on_plan
+                spec,
+                workers=workers,
+                executor=executor,
+                settings=settings,
+                progress=progress,
+                on_plan=on_plan,
             )
         finally:
             if bar is not None:
