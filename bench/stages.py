@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int)
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
-    run._stream_tiles = timed("tiles (decode, compute, stats, write raw)", run._stream_tiles)
+    run.run_plan = timed("run (everything after plan)", run.run_plan)
+    run.RunSession.finish = timed("finish (all products)", run.RunSession.finish)
     writer.CogWriter.finish = timed("cog (overviews + encode)", writer.CogWriter.finish)
     run.merge_partials = timed("statistics merge", run.merge_partials)
     run.render_png = timed("png", run.render_png)
@@ -61,6 +62,8 @@ def main() -> None:
                      settings.gdal_cache_mb), threads=workers)  # fmt: skip
         total = time.perf_counter() - started
     print(f"{len(checked.tiles)} tiles of {checked.tile_size} px, {workers} workers")
+    tiles = TIMES["run (everything after plan)"] - TIMES["finish (all products)"]
+    print(f"{'tiles (decode, compute, stats, write raw)':<45} {tiles:6.2f} s")
     for name, seconds in TIMES.items():
         print(f"{name:<45} {seconds:6.2f} s")
     print(f"{'total':<45} {total:6.2f} s")

@@ -65,54 +65,94 @@ def run_plan(
     gdal_cache_mb: int = 64,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Execute a plan and write its products into the spec's output folder."""
-    output_dir = os.path.abspath(plan.spec.output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{plan.name}.", suffix=".partial", dir=output_dir)
-    try:
-        names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
-        writer = CogWriter(plan.grid, staging, names, _tags(plan), threads, zlevel, gdal_cache_mb)
+    """Execute a plan on an executor and write its products into the spec's output folder."""
+    with RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb) as session:
+        total = len(plan.tiles)
         try:
-            counts, partials = _stream_tiles(plan, executor, writer, progress)
-            cogs = writer.finish()
-        except BaseException:
-            writer.abort()
+            for done, result in enumerate(executor.map_tiles(plan.context, plan.tiles), 1):
+                session.add(result)
+                if progress:
+                    progress(done, total)
+        except MadroneError:
             raise
-        notes = _plausibility(plan, counts)
+        except Exception as error:
+            raise ProcessingError(f"processing {plan.name} failed: {error}") from error
+        return session.finish()
+
+
+class RunSession:
+    """The output side of one job: a staging folder, the writer, and the counts and window
+    statistics merged so far. Results may come from any executor, in any order, and the
+    same tile twice is harmless (its bytes and statistics are the same).
+
+    Use as a context manager: leaving it by an exception removes everything it wrote.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        threads: int = 1,
+        zlevel: int = 1,
+        png_max_size: int = 4096,
+        gdal_cache_mb: int = 64,
+    ) -> None:
+        self.plan, self.png_max_size = plan, png_max_size
+        self.output_dir = os.path.abspath(plan.spec.output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        self.staging = tempfile.mkdtemp(
+            prefix=f".{plan.name}.", suffix=".partial", dir=self.output_dir
+        )
+        self.names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
+        self.counts: dict[tuple[str, str], ReflectanceCounts] = {}
+        self.partials: dict[str, dict[WindowKey, WindowStats]] = {i: {} for i in self.names}
+        self.done: set[Tile] = set()
+        try:
+            self.writer = CogWriter(
+                plan.grid, self.staging, self.names, _tags(plan), threads, zlevel, gdal_cache_mb
+            )
+        except BaseException:
+            self.abort()
+            raise
+
+    def __enter__(self) -> RunSession:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.abort()
+
+    def add(self, result: TileResult) -> None:
+        """Write one tile's values and merge its counts and statistics (once per tile)."""
+        self.writer.write(result.tile, result.arrays)
+        if result.tile in self.done:
+            return
+        self.done.add(result.tile)
+        for key, tally in result.counts.items():
+            self.counts.setdefault(key, ReflectanceCounts()).merge(tally)
+        for name, windows in result.stats.items():
+            self.partials[name].update(windows)
+
+    def finish(self) -> RunResult:
+        """Encode the COGs, make the other products and move them into the output folder."""
+        plan = self.plan
+        cogs = self.writer.finish()
+        notes = _plausibility(plan, self.counts)
         products = {
             key: _index_products(
-                plan, key, cogs[key], names[key], notes, partials[key], png_max_size
+                plan, key, cogs[key], self.names[key], notes, self.partials[key], self.png_max_size
             )
             for key in cogs
         }
-        files = _publish(staging, output_dir, products, plan.spec.products)
+        files = _publish(self.staging, self.output_dir, products, plan.spec.products)
         for key, product in products.items():
             product.files = files[key]
-        return RunResult(plan.name, output_dir, products, notes, len(plan.tiles))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return RunResult(plan.name, self.output_dir, products, notes, len(plan.tiles))
 
-
-def _stream_tiles(
-    plan: Plan, executor: Executor, writer: CogWriter, progress: Progress | None
-) -> tuple[dict[tuple[str, str], ReflectanceCounts], dict[str, dict[WindowKey, WindowStats]]]:
-    counts: dict[tuple[str, str], ReflectanceCounts] = {}
-    partials: dict[str, dict[WindowKey, WindowStats]] = {i.name: {} for i in plan.context.indices}
-    total = len(plan.tiles)
-    try:
-        for done, result in enumerate(executor.map_tiles(plan.context, plan.tiles), start=1):
-            writer.write(result.tile, result.arrays)
-            for key, tally in result.counts.items():
-                counts.setdefault(key, ReflectanceCounts()).merge(tally)
-            for name, windows in result.stats.items():
-                partials[name].update(windows)
-            if progress:
-                progress(done, total)
-    except MadroneError:
-        raise
-    except Exception as error:
-        raise ProcessingError(f"processing {plan.name} failed: {error}") from error
-    return counts, partials
+    def abort(self) -> None:
+        """Remove the staging folder and everything in it (idempotent)."""
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.abort()
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) -> list[str]:
