@@ -28,6 +28,9 @@ class Settings:
         cog_zlevel: DEFLATE level of the COG (1: float32 indices compress barely better at 6,
             measured 0.4% on real NDVI, and encode far slower).
         output_dir: default output folder of ``madrone demo``.
+        token: shared secret every master/worker/client call carries (``MADRONE_TOKEN``).
+        tls_cert, tls_key: the master's TLS certificate and key files (PEM).
+        tls_ca: the certificate workers and clients trust for the master (PEM).
     """
 
     workers: int = 0
@@ -36,6 +39,10 @@ class Settings:
     png_max_size: int = 4096
     cog_zlevel: int = 1
     output_dir: str = "madrone-demo"
+    token: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -13,6 +14,7 @@ import click
 
 from madrone import __version__
 from madrone.api import build_spec, run
+from madrone.cli import cluster as cluster_commands
 from madrone.cli.options import (
     parse_band_map,
     parse_expressions,
@@ -80,8 +82,11 @@ def cli() -> None:
     "--products", default=",".join(ALL_PRODUCTS), show_default=True, help="Which products to write."
 )
 @click.option("--dask", "dask_address", help="Run on a Dask scheduler, e.g. tcp://host:8786.")
+@click.option("--master", "master_address", help="Submit to a madrone master, e.g. host:50051.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
-def process(sources, indices, expressions, bands, band_maps, dask_address, **options) -> None:
+def process(
+    sources, indices, expressions, bands, band_maps, dask_address, master_address, **options
+) -> None:
     """Compute indices over SOURCES (band folders, SAFE folders or zips, STAC items, rasters)."""
     band_map = parse_band_map(band_maps)
     specs = [SourceSpec(path=s, band_map=band_map) for s in sources]
@@ -107,6 +112,9 @@ def process(sources, indices, expressions, bands, band_maps, dask_address, **opt
             for k in ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale")
         },
     )
+    if master_address:
+        _submit_to_master(spec, master_address, options["quiet"])
+        return
     executor = None
     if dask_address:
         from madrone.executors.dask import DaskExecutor
@@ -165,6 +173,34 @@ def _run_with_progress(spec, workers: int | None, quiet: bool, executor=None) ->
     return result
 
 
+def _submit_to_master(spec, master_address: str, quiet: bool) -> None:
+    from madrone.cli.cluster import read_pem
+    from madrone.executors.grpc.client import submit
+
+    settings = Settings.from_env()
+    ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        bar = click.progressbar(length=1, label="tiles", file=sys.stderr, show_pos=True)
+    state = {"done": 0}
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.length = total
+            bar.update(done - state["done"])
+        state["done"] = done
+
+    with bar if bar is not None else contextlib.nullcontext():
+        summary = submit(spec, master_address, settings.token or None, ca, progress)
+    if not quiet:
+        click.echo(f"products in {summary['output_dir']}:")
+        for key, product in summary["products"].items():
+            mean = product["stats"]["mean"]
+            click.echo(f"  {key}: mean {'n/a' if mean is None else f'{mean:.3f}'}")
+            for path in product["files"].values():
+                click.echo(f"    {path}")
+
+
 def _print_summary(result: RunResult) -> None:
     click.echo(f"done in {result.elapsed:.1f} s; products in {result.output_dir}:")
     for key, product in result.products.items():
@@ -202,6 +238,10 @@ def list_indices(domain: str | None) -> None:
         click.echo(
             f"{index.name:<14} {index.formula:<50} {','.join(index.bands):<20} {index.reference}"
         )
+
+
+for _command in (cluster_commands.master, cluster_commands.worker, cluster_commands.cluster):
+    cli.add_command(_command)
 
 
 def main() -> None:

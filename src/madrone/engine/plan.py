@@ -108,9 +108,15 @@ class Plan:
         return self.context.grid
 
 
-def plan(spec: JobSpec) -> Plan:
-    """Check a JobSpec and fix the output grid and tiles; reads headers, never pixels."""
+def plan(spec: JobSpec, *, writes: bool = True) -> Plan:
+    """Check a JobSpec and fix the output grid and tiles; reads headers, never pixels.
+
+    ``writes=False`` is for a remote worker, which computes tiles but writes no output, so
+    the output folder (on the master's host) is not checked.
+    """
     _check_parameters(spec)
+    if writes:
+        _check_output_dir(spec.output_dir)
     indices = _resolve_indices(spec)
     scenes = tuple(open_source(source) for source in spec.sources)
     needed = sorted({band for index in indices for band in index.bands})
@@ -165,7 +171,6 @@ def _check_parameters(spec: JobSpec) -> None:
             raise InputError(f"mask classes {bad} are not SCL classes (0 to {MAX_SCL_CLASS})")
     if spec.bbox is not None:
         _check_bbox(spec.bbox)
-    _check_output_dir(spec.output_dir)
 
 
 def _check_output_dir(path: str) -> None:

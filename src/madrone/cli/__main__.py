@@ -1,0 +1,5 @@
+"""``python -m madrone.cli``: the same command line as ``madrone``."""
+
+from madrone.cli.main import main
+
+main()

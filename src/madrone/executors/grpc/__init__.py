@@ -1,0 +1,1 @@
+"""The gRPC executor: a master leasing tiles to workers, and the lease bookkeeping."""

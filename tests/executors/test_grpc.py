@@ -1,0 +1,122 @@
+"""gRPC master and workers as real processes on 127.0.0.1: identical products, a worker
+killed mid-job, a tile that always fails, a wrong token."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from madrone import process
+from madrone.api import build_spec
+from madrone.errors import InputError, ProcessingError
+from madrone.executors.grpc.client import submit
+
+T29 = "L2A_T29RKH_20200219_100m"
+COMMAND = [sys.executable, "-m", "madrone.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def grpc_cluster(workers: int = 2, token: str = "") -> Iterator[tuple[str, list]]:
+    """A master and workers as separate processes; stopped by PID at the end."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "MADRONE_TOKEN": token}
+    master = subprocess.Popen([*COMMAND, "master", "--listen", address], env=env,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    started = [master]
+    try:
+        line = master.stderr.readline()
+        assert "listening" in line, line
+        started += [
+            subprocess.Popen(
+                [*COMMAND, "worker", "--master", address], env=env, stderr=subprocess.DEVNULL
+            )
+            for _ in range(workers)
+        ]
+        yield address, started[1:]
+    finally:
+        for child in started:
+            if child.poll() is None:
+                child.terminate()
+        for child in started:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        master.stderr.close()
+
+
+def products(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_master_and_two_workers_equal_local(data_dir: Path, tmp_path: Path) -> None:
+    source = str(data_dir / T29)
+    process([source], ["ndvi", "ndsi"], str(tmp_path / "local"), tile_size=256, workers=1)
+    spec = build_spec([source], ["ndvi", "ndsi"], str(tmp_path / "grpc"), tile_size=256)
+    seen: list[tuple[int, int]] = []
+    with grpc_cluster() as (address, _):
+        summary = submit(spec, address, progress=lambda done, total: seen.append((done, total)))
+    assert summary["products"]["NDVI"]["stats"]["valid_pixels"] > 800_000
+    assert seen[-1] == (25, 25)
+    assert products(tmp_path / "local") == products(tmp_path / "grpc")
+
+
+def test_worker_killed_mid_job(data_dir: Path, tmp_path: Path) -> None:
+    source = str(data_dir / T29)
+    process([source], ["ndvi"], str(tmp_path / "local"), tile_size=64, workers=1,
+            products=["cog"])  # fmt: skip
+    spec = build_spec([source], ["ndvi"], str(tmp_path / "grpc"), tile_size=64, products=["cog"])
+    with grpc_cluster() as (address, workers):
+        killed = []
+
+        def kill_one(done: int, total: int) -> None:
+            if done >= 20 and not killed:
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(done)
+
+        started = time.monotonic()
+        submit(spec, address, progress=kill_one)
+    assert killed, "the job was still running when a worker was killed"
+    assert time.monotonic() - started < 60
+    assert products(tmp_path / "local") == products(tmp_path / "grpc")
+
+
+def test_a_tile_that_always_fails_fails_the_job(data_dir: Path, tmp_path: Path) -> None:
+    scene = tmp_path / "T29RKH_20200219"
+    scene.mkdir()
+    for band in ("B04", "B08"):
+        shutil.copy(data_dir / T29 / f"{band}.tif", scene / f"{band}.tif")
+    data = (scene / "B04.tif").read_bytes()
+    (scene / "B04.tif").write_bytes(data[: len(data) // 2])  # header fine, pixels cut off
+    spec = build_spec([str(scene)], ["ndvi"], str(tmp_path / "out"), tile_size=512)
+    with grpc_cluster() as (address, _), pytest.raises(ProcessingError) as caught:
+        submit(spec, address)
+    message = str(caught.value)
+    assert "failed" in message and "B04.tif" in message and "corrupt" in message
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_wrong_token_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path))
+    with grpc_cluster(workers=0, token="s3cret") as (address, _):
+        with pytest.raises(InputError, match="token refused"):
+            submit(spec, address, token="wrong")
+        with pytest.raises(InputError, match="token refused"):
+            submit(spec, address)
