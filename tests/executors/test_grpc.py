@@ -120,3 +120,78 @@ def test_wrong_token_is_refused(data_dir: Path, tmp_path: Path) -> None:
             submit(spec, address, token="wrong")
         with pytest.raises(InputError, match="token refused"):
             submit(spec, address)
+
+
+def test_stalled_worker_tiles_are_leased_again(data_dir: Path, tmp_path: Path) -> None:
+    source = str(data_dir / T29)
+    process([source], ["ndvi"], str(tmp_path / "local"), tile_size=64, workers=1,
+            products=["cog"])  # fmt: skip
+    spec = build_spec([source], ["ndvi"], str(tmp_path / "grpc"), tile_size=64, products=["cog"])
+    with grpc_cluster() as (address, workers):
+        stopped = []
+
+        def stall_one(done: int, total: int) -> None:
+            if done >= 20 and not stopped:
+                os.kill(workers[0].pid, signal.SIGSTOP)
+                stopped.append(done)
+
+        try:
+            submit(spec, address, progress=stall_one)
+        finally:
+            os.kill(workers[0].pid, signal.SIGCONT)
+    assert stopped
+    assert products(tmp_path / "local") == products(tmp_path / "grpc")
+
+
+def test_malformed_results_are_refused_and_the_master_keeps_serving(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    import grpc
+
+    from madrone.executors.grpc import madrone_pb2 as pb
+    from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
+    from madrone.executors.grpc.wire import MAX_MESSAGE_BYTES
+
+    spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path), products=["cog"])
+    with grpc_cluster(workers=0) as (address, _):
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(summary=submit(spec, address)))
+        runner.start()
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.MasterStub(channel)
+            stub.Register(pb.Hello(worker="rogue", capacity=1))
+            lease = None
+            for _ in range(50):
+                reply = stub.Lease(pb.LeaseRequest(worker="rogue", slots=1))
+                if reply.leases:
+                    lease = reply.leases[0]
+                    break
+                time.sleep(0.1)
+            assert lease is not None
+            wrong_shape = pb.ResultChunk(job=lease.job, task=lease.task, lease=lease.lease,
+                                         worker="rogue", name="NDVI", height=3, width=3,
+                                         data=b"x" * 36, last=True, meta_json="{}")  # fmt: skip
+            ack = stub.Complete(iter([wrong_shape]))
+            assert not ack.accepted and "is not its shape" in ack.reason
+            oversized = pb.Failure(job=lease.job, task=lease.task, lease=lease.lease,
+                                   worker="rogue", error="x" * (MAX_MESSAGE_BYTES + 1))  # fmt: skip
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Fail(oversized)
+            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            stub.Leave(pb.Goodbye(worker="rogue"))
+        with grpc_worker(address):
+            runner.join(timeout=120)
+    assert outcome["summary"]["products"]["NDVI"]["stats"]["valid_pixels"] > 800_000
+
+
+@contextmanager
+def grpc_worker(address: str) -> Iterator[subprocess.Popen]:
+    worker = subprocess.Popen([*COMMAND, "worker", "--master", address],
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
