@@ -31,6 +31,8 @@ class Settings:
         token: shared secret every master/worker/client call carries (``MADRONE_TOKEN``).
         tls_cert, tls_key: the master's TLS certificate and key files (PEM).
         tls_ca: the certificate workers and clients trust for the master (PEM).
+        master_roots: folders (``os.pathsep``-separated) under which a master accepts local
+            source paths and output folders from clients; default its working directory.
     """
 
     workers: int = 0
@@ -43,6 +45,7 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     tls_ca: str = ""
+    master_roots: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -32,10 +32,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def grpc_cluster(workers: int = 2, token: str = "") -> Iterator[tuple[str, list]]:
-    """A master and workers as separate processes; stopped by PID at the end."""
+def grpc_cluster(
+    roots: list[Path], workers: int = 2, token: str = ""
+) -> Iterator[tuple[str, list]]:
+    """A master serving ``roots`` and workers, as separate processes; stopped by PID."""
     address = f"127.0.0.1:{free_port()}"
-    env = {**os.environ, "MADRONE_TOKEN": token}
+    env = {**os.environ, "MADRONE_TOKEN": token,
+           "MADRONE_MASTER_ROOTS": os.pathsep.join(str(root) for root in roots)}  # fmt: skip
     master = subprocess.Popen([*COMMAND, "master", "--listen", address], env=env,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     started = [master]
@@ -71,7 +74,7 @@ def test_master_and_two_workers_equal_local(data_dir: Path, tmp_path: Path) -> N
     process([source], ["ndvi", "ndsi"], str(tmp_path / "local"), tile_size=256, workers=1)
     spec = build_spec([source], ["ndvi", "ndsi"], str(tmp_path / "grpc"), tile_size=256)
     seen: list[tuple[int, int]] = []
-    with grpc_cluster() as (address, _):
+    with grpc_cluster([data_dir, tmp_path]) as (address, _):
         summary = submit(spec, address, progress=lambda done, total: seen.append((done, total)))
     assert summary["products"]["NDVI"]["stats"]["valid_pixels"] > 800_000
     assert seen[-1] == (25, 25)
@@ -83,7 +86,7 @@ def test_worker_killed_mid_job(data_dir: Path, tmp_path: Path) -> None:
     process([source], ["ndvi"], str(tmp_path / "local"), tile_size=64, workers=1,
             products=["cog"])  # fmt: skip
     spec = build_spec([source], ["ndvi"], str(tmp_path / "grpc"), tile_size=64, products=["cog"])
-    with grpc_cluster() as (address, workers):
+    with grpc_cluster([data_dir, tmp_path]) as (address, workers):
         killed = []
 
         def kill_one(done: int, total: int) -> None:
@@ -106,7 +109,10 @@ def test_a_tile_that_always_fails_fails_the_job(data_dir: Path, tmp_path: Path) 
     data = (scene / "B04.tif").read_bytes()
     (scene / "B04.tif").write_bytes(data[: len(data) // 2])  # header fine, pixels cut off
     spec = build_spec([str(scene)], ["ndvi"], str(tmp_path / "out"), tile_size=512)
-    with grpc_cluster() as (address, _), pytest.raises(ProcessingError) as caught:
+    with (
+        grpc_cluster([data_dir, tmp_path]) as (address, _),
+        pytest.raises(ProcessingError) as caught,
+    ):
         submit(spec, address)
     message = str(caught.value)
     assert "failed" in message and "B04.tif" in message and "corrupt" in message
@@ -115,7 +121,7 @@ def test_a_tile_that_always_fails_fails_the_job(data_dir: Path, tmp_path: Path) 
 
 def test_wrong_token_is_refused(data_dir: Path, tmp_path: Path) -> None:
     spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path))
-    with grpc_cluster(workers=0, token="s3cret") as (address, _):
+    with grpc_cluster([data_dir, tmp_path], workers=0, token="s3cret") as (address, _):
         with pytest.raises(InputError, match="token refused"):
             submit(spec, address, token="wrong")
         with pytest.raises(InputError, match="token refused"):
@@ -127,7 +133,7 @@ def test_stalled_worker_tiles_are_leased_again(data_dir: Path, tmp_path: Path) -
     process([source], ["ndvi"], str(tmp_path / "local"), tile_size=64, workers=1,
             products=["cog"])  # fmt: skip
     spec = build_spec([source], ["ndvi"], str(tmp_path / "grpc"), tile_size=64, products=["cog"])
-    with grpc_cluster() as (address, workers):
+    with grpc_cluster([data_dir, tmp_path]) as (address, workers):
         stopped = []
 
         def stall_one(done: int, total: int) -> None:
@@ -155,7 +161,7 @@ def test_malformed_results_are_refused_and_the_master_keeps_serving(
     from madrone.executors.grpc.wire import MAX_MESSAGE_BYTES
 
     spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path), products=["cog"])
-    with grpc_cluster(workers=0) as (address, _):
+    with grpc_cluster([data_dir, tmp_path], workers=0) as (address, _):
         outcome: dict = {}
         runner = threading.Thread(target=lambda: outcome.update(summary=submit(spec, address)))
         runner.start()
@@ -195,3 +201,14 @@ def grpc_worker(address: str) -> Iterator[subprocess.Popen]:
     finally:
         worker.terminate()
         worker.wait(timeout=20)
+
+
+def test_paths_outside_the_masters_roots_are_refused(data_dir: Path, tmp_path: Path) -> None:
+    inside = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path / "out"))
+    elsewhere = build_spec([str(data_dir / T29)], ["ndvi"], "/etc/madrone-out")
+    outside_source = pytest.raises(InputError, match=r"source .*T29RKH.* is outside the folders")
+    with grpc_cluster([tmp_path], workers=0) as (address, _), outside_source:
+        submit(inside, address)
+    outside_output = pytest.raises(InputError, match="output folder /etc/madrone-out is outside")
+    with grpc_cluster([data_dir], workers=0) as (address, _), outside_output:
+        submit(elsewhere, address)

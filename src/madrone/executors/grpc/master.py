@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -25,12 +26,13 @@ from madrone.config import Settings
 from madrone.engine.plan import Plan, plan
 from madrone.engine.run import RunResult, RunSession
 from madrone.engine.spec import JobSpec
-from madrone.errors import MadroneError
+from madrone.errors import InputError, MadroneError
 from madrone.executors.grpc import leases
 from madrone.executors.grpc import madrone_pb2 as pb
 from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
 from madrone.executors.grpc.wire import MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES, result_from_chunks
 from madrone.grid import Tile
+from madrone.sources.spec import REMOTE_PREFIXES
 
 log = logging.getLogger("madrone.master")
 TERMINAL = ("done", "failed", "cancelled")
@@ -63,6 +65,11 @@ class MasterService(pb_grpc.MasterServicer):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings, self.config, self.clock = settings, config or leases.LeaseConfig(), clock
+        self.roots = [
+            os.path.realpath(root)
+            for root in (settings.master_roots or os.getcwd()).split(os.pathsep)
+            if root
+        ]
         self.cond = threading.Condition(threading.RLock())
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
@@ -166,6 +173,7 @@ class MasterService(pb_grpc.MasterServicer):
         job_id = uuid.uuid4().hex[:12]
         try:
             spec = JobSpec.from_dict(json.loads(request.spec_json))
+            check_paths(spec, self.roots)
             checked = plan(spec)
         except (ValueError, TypeError, KeyError) as error:
             yield pb.JobEvent(job=job_id, state="failed", message=f"bad job spec: {error}")
@@ -303,6 +311,28 @@ class MasterService(pb_grpc.MasterServicer):
         self.stopping.set()
         with self.cond:
             self.cond.notify_all()
+
+
+def check_paths(spec: JobSpec, roots: list[str]) -> None:
+    """Refuse local paths outside the master's roots: a client must not make the master
+    read or write arbitrary files. URLs (GDAL virtual file systems) are the sources' own."""
+    paths = [("output folder", spec.output_dir)]
+    for source in spec.sources:
+        paths += [("source", source.path)] if source.path else []
+        paths += [("band file", path) for path in source.bands.values()]
+    for what, path in paths:
+        if path.startswith(REMOTE_PREFIXES):
+            if path.startswith("/vsi") and not path.startswith(
+                ("/vsicurl/", "/vsis3/", "/vsiaz/", "/vsigs/")
+            ):
+                raise InputError(f"{what} {path}: only /vsicurl/, /vsis3/, /vsiaz/, /vsigs/ URLs")
+            continue
+        real = os.path.realpath(path)
+        if not any(os.path.commonpath([real, root]) == root for root in roots):
+            raise InputError(
+                f"{what} {path} is outside the folders this master serves "
+                f"({os.pathsep.join(roots)}; set MADRONE_MASTER_ROOTS)"
+            )
 
 
 def result_summary(result: RunResult) -> dict:
