@@ -212,3 +212,45 @@ def test_paths_outside_the_masters_roots_are_refused(data_dir: Path, tmp_path: P
     outside_output = pytest.raises(InputError, match="output folder /etc/madrone-out is outside")
     with grpc_cluster([data_dir], workers=0) as (address, _), outside_output:
         submit(elsewhere, address)
+
+
+def test_restarted_master_resumes_from_written_tiles(data_dir: Path, tmp_path: Path) -> None:
+    source = str(data_dir / T29)
+    process([source], ["ndvi"], str(tmp_path / "local"), tile_size=64, workers=1,
+            products=["cog"])  # fmt: skip
+    spec = build_spec([source], ["ndvi"], str(tmp_path / "grpc"), tile_size=64, products=["cog"])
+    port = free_port()
+    env = {**os.environ, "MADRONE_MASTER_ROOTS": os.pathsep.join([str(data_dir), str(tmp_path)])}
+    address = f"127.0.0.1:{port}"
+
+    def start_master() -> subprocess.Popen:
+        master = subprocess.Popen([*COMMAND, "master", "--listen", address], env=env,
+                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert "listening" in master.stderr.readline()
+        return master
+
+    master = start_master()
+    with grpc_worker(address):
+        progress: list[int] = []
+
+        def kill_master(done: int, total: int) -> None:
+            progress.append(done)
+            if done >= 100 and master.poll() is None:
+                master.kill()
+
+        with pytest.raises(InputError, match="UNAVAILABLE"):
+            submit(spec, address, progress=kill_master)
+        master.wait()
+        master.stderr.close()
+        first_run = max(progress)
+        master = start_master()
+        try:
+            resumed: list[int] = []
+            submit(spec, address, progress=lambda done, total: resumed.append(done))
+        finally:
+            master.terminate()
+            master.wait(timeout=20)
+            master.stderr.close()
+    assert 100 <= first_run < 324
+    assert resumed[0] >= 100, "the restarted master started from the tiles already written"
+    assert products(tmp_path / "local") == products(tmp_path / "grpc")

@@ -6,9 +6,10 @@ place only when complete, so a failure at any step leaves no partial product beh
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Protocol
 
 from madrone import __version__
 from madrone.engine.plan import Plan, TileContext
+from madrone.engine.progress import ProgressLog
 from madrone.engine.tile import TileResult
 from madrone.errors import ImplausibleReflectanceWarning, MadroneError, ProcessingError
 from madrone.grid import Tile
@@ -68,11 +70,12 @@ def run_plan(
     """Execute a plan on an executor and write its products into the spec's output folder."""
     with RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb) as session:
         total = len(plan.tiles)
+        pending = [tile for tile in plan.tiles if tile not in session.done]
         try:
-            for done, result in enumerate(executor.map_tiles(plan.context, plan.tiles), 1):
+            for result in executor.map_tiles(plan.context, pending) if pending else ():
                 session.add(result)
                 if progress:
-                    progress(done, total)
+                    progress(len(session.done), total)
         except MadroneError:
             raise
         except Exception as error:
@@ -85,7 +88,10 @@ class RunSession:
     statistics merged so far. Results may come from any executor, in any order, and the
     same tile twice is harmless (its bytes and statistics are the same).
 
-    Use as a context manager: leaving it by an exception removes everything it wrote.
+    Progress is logged beside the staging data, in a folder named after the job, so a run
+    killed mid-way and started again with the same spec continues from the tiles already
+    written (``done``). Use as a context manager: leaving it by an exception (not a kill)
+    removes everything it wrote.
     """
 
     def __init__(
@@ -99,20 +105,27 @@ class RunSession:
         self.plan, self.png_max_size = plan, png_max_size
         self.output_dir = os.path.abspath(plan.spec.output_dir)
         os.makedirs(self.output_dir, exist_ok=True)
-        self.staging = tempfile.mkdtemp(
-            prefix=f".{plan.name}.", suffix=".partial", dir=self.output_dir
-        )
+        self.staging = os.path.join(self.output_dir, f".{plan.name}.{_job_key(plan)}.partial")
+        os.makedirs(self.staging, exist_ok=True)
         self.names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
         self.counts: dict[tuple[str, str], ReflectanceCounts] = {}
         self.partials: dict[str, dict[WindowKey, WindowStats]] = {i: {} for i in self.names}
         self.done: set[Tile] = set()
+        progress_path = os.path.join(self.staging, "progress.jsonl")
+        finished = ProgressLog.load(progress_path)
         try:
             self.writer = CogWriter(
-                plan.grid, self.staging, self.names, _tags(plan), threads, zlevel, gdal_cache_mb
-            )
+                plan.grid, self.staging, self.names, _tags(plan), threads, zlevel,
+                gdal_cache_mb, reuse=bool(finished),
+            )  # fmt: skip
+            self.progress = ProgressLog(progress_path)
         except BaseException:
             self.abort()
             raise
+        tiles = set(plan.tiles)
+        for tile, counts, stats in finished:
+            if tile in tiles:
+                self._merge(tile, counts, stats)
 
     def __enter__(self) -> RunSession:
         return self
@@ -123,12 +136,15 @@ class RunSession:
     def add(self, result: TileResult) -> None:
         """Write one tile's values and merge its counts and statistics (once per tile)."""
         self.writer.write(result.tile, result.arrays)
-        if result.tile in self.done:
-            return
-        self.done.add(result.tile)
-        for key, tally in result.counts.items():
+        if result.tile not in self.done:
+            self.progress.append(result)
+            self._merge(result.tile, result.counts, result.stats)
+
+    def _merge(self, tile: Tile, counts: dict, stats: dict) -> None:
+        self.done.add(tile)
+        for key, tally in counts.items():
             self.counts.setdefault(key, ReflectanceCounts()).merge(tally)
-        for name, windows in result.stats.items():
+        for name, windows in stats.items():
             self.partials[name].update(windows)
 
     def finish(self) -> RunResult:
@@ -149,10 +165,19 @@ class RunSession:
 
     def abort(self) -> None:
         """Remove the staging folder and everything in it (idempotent)."""
+        progress = getattr(self, "progress", None)
+        if progress is not None:
+            progress.close()
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _job_key(plan: Plan) -> str:
+    """Names a job's staging folder: the same spec (and software) resumes, another does not."""
+    text = json.dumps([__version__, plan.spec.to_dict()], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) -> list[str]:

@@ -54,6 +54,7 @@ class CogWriter:
         threads: compression threads for the final encode.
         zlevel: DEFLATE level (1 is as small as 6 on float32 indices, and far faster).
         cache_mb: GDAL block cache while encoding, in MiB (bounds this process's memory).
+        reuse: keep raw files already in the staging folder (resuming an interrupted run).
     """
 
     def __init__(
@@ -65,16 +66,20 @@ class CogWriter:
         threads: int = 1,
         zlevel: int = 1,
         cache_mb: int = 128,
+        reuse: bool = False,
     ) -> None:
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
         self._threads, self._zlevel, self._cache_mb = threads, zlevel, cache_mb
         self._raw: dict[str, str] = {}
         self._fds: dict[str, int] = {}
+        size = grid.height * grid.width * 4
         for key, name in self._names.items():
             path = os.path.join(staging_dir, f"{name}.raw")
-            self._fds[key] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            keep = reuse and os.path.exists(path) and os.path.getsize(path) == size
+            flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
+            self._fds[key] = os.open(path, flags, 0o644)
             self._raw[key] = path
-            os.ftruncate(self._fds[key], grid.height * grid.width * 4)
+            os.ftruncate(self._fds[key], size)
 
     def raw_path(self, key: str) -> str:
         """A GDAL-readable view of the raw data written so far (a VRT)."""

@@ -31,7 +31,7 @@ def submit(
         stub = pb_grpc.MasterStub(channel)
         try:
             for event in stub.Submit(pb.JobRequest(spec_json=json.dumps(spec.to_dict()))):
-                if progress and event.total:
+                if progress and event.total and event.state != "queued":
                     progress(event.done, event.total)
                 if event.state == "done":
                     return json.loads(event.result_json)

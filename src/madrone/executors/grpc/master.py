@@ -232,12 +232,16 @@ class MasterService(pb_grpc.MasterServicer):
             self._end(job, "failed", str(error))
             self._activate_next()
             return
-        job.machine = leases.LeaseMachine(list(job.tiles), self.config)
+        done = [tile.key for tile in job.session.done]  # resumed from an interrupted run
+        job.machine = leases.LeaseMachine(list(job.tiles), self.config, done=done)
         self.active = job
+        self._event(job, "running", f"resuming: {len(done)} tiles already done" if done else "")
         now = self.clock()
         for worker, capacity in self.workers.items():
-            job.machine.handle(leases.WorkerJoined(worker, now, capacity))
-        self._event(job, "running")
+            self._feed(leases.WorkerJoined(worker, now, capacity))
+        self._feed(leases.Tick(now))
+        if job.state == "finishing":
+            threading.Thread(target=self._finish, args=(job,), daemon=True).start()
 
     def _rejoin(self, worker: str) -> None:
         self.workers.setdefault(worker, 1)

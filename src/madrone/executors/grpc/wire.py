@@ -3,19 +3,17 @@ the small statistics and counts as JSON. Never pickle, never base64."""
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from madrone.engine.progress import meta_from_json, meta_to_json
 from madrone.engine.tile import TileResult
 from madrone.errors import InputError
 from madrone.executors.grpc import madrone_pb2 as pb
 from madrone.grid import Tile
-from madrone.products.stats import WindowStats
-from madrone.sources.reflectance import ReflectanceCounts
 
 MAX_CHUNK_BYTES = 2 * 1024 * 1024
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # both ends refuse larger messages
@@ -45,7 +43,7 @@ def result_chunks(
             yield pb.ResultChunk(
                 job=ids.job, task=ids.task, lease=ids.lease, worker=ids.worker, name=name,
                 height=height, width=width, compressed=compress, data=piece, last=last,
-                meta_json=_meta_json(result) if last else "",
+                meta_json=meta_to_json(result) if last else "",
             )  # fmt: skip
 
 
@@ -77,7 +75,7 @@ def result_from_chunks(
         raise InputError("the result stream ended before its last chunk")
     size = tile.height * tile.width * 4
     arrays = {name: _decode(pieces, size, ids.task, name, tile) for name, pieces in parts.items()}
-    counts, stats = _parse_meta(meta, ids.task)
+    counts, stats = meta_from_json(meta, ids.task)
     return ids, TileResult(tile, arrays, counts, stats)
 
 
@@ -92,46 +90,3 @@ def _decode(pieces: list, size: int, task: str, name: str, tile: Tile) -> np.nda
     if len(data) != size:
         raise InputError(f"task {task} {name}: {len(data)} bytes, expected {size}")
     return np.frombuffer(data, dtype="<f4").reshape(tile.height, tile.width).astype(np.float32)
-
-
-def _meta_json(result: TileResult) -> str:
-    counts = [
-        {"scene": scene, "band": band, "valid": c.valid, "negative": c.negative,
-         "far_above_one": c.far_above_one}
-        for (scene, band), c in sorted(result.counts.items())
-    ]  # fmt: skip
-    stats = {
-        name: [
-            {"row": row, "col": col, "count": w.count, "mean": w.mean, "m2": w.m2,
-             "min": w.minimum, "max": w.maximum, "below": w.below, "above": w.above,
-             "counts": None if w.counts is None else [int(c) for c in w.counts]}
-            for (row, col), w in sorted(windows.items())
-        ]
-        for name, windows in result.stats.items()
-    }  # fmt: skip
-    return json.dumps({"counts": counts, "stats": stats})
-
-
-def _parse_meta(text: str, task: str) -> tuple[dict, dict]:
-    try:
-        meta = json.loads(text)
-        counts = {
-            (c["scene"], c["band"]): ReflectanceCounts(
-                int(c["valid"]), int(c["negative"]), int(c["far_above_one"])
-            )
-            for c in meta["counts"]
-        }
-        stats = {
-            name: {
-                (int(w["row"]), int(w["col"])): WindowStats(
-                    int(w["count"]), float(w["mean"]), float(w["m2"]), float(w["min"]),
-                    float(w["max"]), int(w["below"]), int(w["above"]),
-                    None if w["counts"] is None else np.asarray(w["counts"], dtype=np.int64),
-                )
-                for w in windows
-            }
-            for name, windows in meta["stats"].items()
-        }  # fmt: skip
-    except (ValueError, KeyError, TypeError) as error:
-        raise InputError(f"task {task}: bad result metadata ({error})") from None
-    return counts, stats
