@@ -254,3 +254,85 @@ def test_restarted_master_resumes_from_written_tiles(data_dir: Path, tmp_path: P
     assert 100 <= first_run < 324
     assert resumed[0] >= 100, "the restarted master started from the tiles already written"
     assert products(tmp_path / "local") == products(tmp_path / "grpc")
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no network, no openssl)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "madrone test master")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "master.pem", folder / "master.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls_and_token_together(data_dir: Path, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "MADRONE_TOKEN": "t0ken", "MADRONE_TLS_CERT": str(cert),
+           "MADRONE_TLS_KEY": str(key), "MADRONE_TLS_CA": str(cert),
+           "MADRONE_MASTER_ROOTS": os.pathsep.join([str(data_dir), str(tmp_path)])}  # fmt: skip
+    master = subprocess.Popen([*COMMAND, "master", "--listen", address], env=env,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    worker = None
+    try:
+        assert "listening" in master.stderr.readline()
+        worker = subprocess.Popen([*COMMAND, "worker", "--master", address], env=env,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path / "out"),
+                          products=["cog"])  # fmt: skip
+        summary = submit(spec, address, token="t0ken", ca=cert.read_bytes())
+        assert summary["products"]["NDVI"]["stats"]["valid_pixels"] > 800_000
+        with pytest.raises(InputError, match="UNAVAILABLE"):
+            submit(spec, address, token="t0ken")  # plaintext to a TLS master
+    finally:
+        for child in (worker, master):
+            if child is not None:
+                child.terminate()
+                child.wait(timeout=20)
+        master.stderr.close()
+
+
+def test_sigterm_worker_hands_back_and_exits(data_dir: Path, tmp_path: Path) -> None:
+    source = str(data_dir / T29)
+    spec = build_spec([source], ["ndvi"], str(tmp_path / "out"), tile_size=64, products=["cog"])
+    with grpc_cluster([data_dir, tmp_path]) as (address, workers):
+        stopped = []
+
+        def stop_one(done: int, total: int) -> None:
+            if done >= 20 and not stopped:
+                workers[0].send_signal(signal.SIGTERM)
+                stopped.append(time.monotonic())
+
+        submit(spec, address, progress=stop_one)
+        assert workers[0].wait(timeout=30) == 0
+    assert stopped
