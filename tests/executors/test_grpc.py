@@ -336,3 +336,24 @@ def test_sigterm_worker_hands_back_and_exits(data_dir: Path, tmp_path: Path) -> 
         submit(spec, address, progress=stop_one)
         assert workers[0].wait(timeout=30) == 0
     assert stopped
+
+
+def test_cluster_command_runs_a_job(data_dir: Path, tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "MADRONE_MASTER_ROOTS": os.pathsep.join([str(data_dir), str(tmp_path)])}
+    cluster = subprocess.Popen([*COMMAND, "cluster", "--workers", "2", "--listen", address],
+                               env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path), products=["cog"])
+        for _ in range(50):  # the master needs a moment to start
+            try:
+                summary = submit(spec, address)
+                break
+            except InputError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"no master on {address} after 10 s")
+        assert summary["products"]["NDVI"]["files"]["cog"].endswith("_ndvi.tif")
+    finally:
+        cluster.send_signal(signal.SIGTERM)
+        assert cluster.wait(timeout=30) == 0

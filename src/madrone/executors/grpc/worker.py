@@ -68,6 +68,8 @@ class Worker:
         name: str | None = None,
     ) -> None:
         self.master, self.concurrency, self.token, self.ca = master, max(1, concurrency), token, ca
+        # Compress results only across a network; on this machine it costs CPU for nothing.
+        self.compress = not master.startswith(("127.", "localhost", "[::1]"))
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.running: dict[Future, pb.TaskLease] = {}
         self.lock = threading.Lock()
@@ -140,7 +142,7 @@ class Worker:
                     )
                 )
                 continue
-            ack = stub.Complete(result_chunks(result, ids))
+            ack = stub.Complete(result_chunks(result, ids, compress=self.compress))
             if not ack.accepted and ack.reason:
                 log.info("result of %s not used: %s", lease.task, ack.reason)
 
