@@ -13,7 +13,14 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 
 import grpc
 
@@ -76,8 +83,7 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Work until stopped; reconnect with exponential backoff when the master is away."""
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
-        with ProcessPoolExecutor(self.concurrency, multiprocessing.get_context(method)) as pool:
+        with self._pool() as pool:
             backoff = 0.5
             while not stop.is_set():
                 try:
@@ -89,7 +95,15 @@ class Worker:
                     stop.wait(backoff)
                     backoff = min(MAX_BACKOFF, backoff * 2)
 
-    def _session(self, pool: ProcessPoolExecutor, stop: threading.Event) -> None:
+    def _pool(self) -> Executor:
+        """One tile at a time runs in a thread of this process (GDAL and numexpr release the
+        GIL); more run in a process pool."""
+        if self.concurrency == 1:
+            return ThreadPoolExecutor(1)
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        return ProcessPoolExecutor(self.concurrency, multiprocessing.get_context(method))
+
+    def _session(self, pool: Executor, stop: threading.Event) -> None:
         with open_channel(self.master, self.token, self.ca) as channel:
             stub = pb_grpc.MasterStub(channel)
             welcome = stub.Register(pb.Hello(worker=self.name, capacity=self.concurrency))
@@ -108,7 +122,7 @@ class Worker:
             finally:
                 beating.set()
 
-    def _lease_more(self, stub: pb_grpc.MasterStub, pool: ProcessPoolExecutor) -> None:
+    def _lease_more(self, stub: pb_grpc.MasterStub, pool: Executor) -> None:
         free = self.concurrency - len(self.running)
         if free <= 0:
             return

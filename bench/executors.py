@@ -1,0 +1,209 @@
+"""Local process pool vs gRPC master + workers vs Dask, on the same data in the same run.
+
+    python bench/executors.py [--size 10980] [--workers 2] [--tiny-size 2048]
+
+Rows: one full scene's NDVI (COG only); the original project's headline job, two scenes with
+NDVI and NDSI and all products (here the GeoTIFF and the JPEG 2000 copy of the synthetic
+scene: it took over 35 minutes on the original system); and scheduler overhead, as tiles
+per second on a small scene cut into 32 px tiles. Each cell is one measured command that
+starts its own cluster (master + workers, or a Dask LocalCluster), runs the jobs and stops
+it, so start-up is included; the job time alone is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from measure import run_measured  # noqa: E402
+
+EXECUTORS = ("local", "grpc", "dask")
+
+
+def driver(args: argparse.Namespace) -> None:
+    """Inside the measured command: start the executor, run the jobs, report job seconds."""
+    from madrone.api import build_spec, run
+    from madrone.executors.grpc.client import submit
+
+    specs = [
+        build_spec(
+            [source],
+            args.indices.split(","),
+            os.path.join(args.out, str(i)),
+            tile_size=args.tile_size,
+            products=args.products.split(","),
+        )
+        for i, source in enumerate(args.sources)
+    ]
+    started = time.perf_counter()
+    tiles = 0
+    if args.executor == "local":
+        job_started = time.perf_counter()
+        for spec in specs:
+            tiles += run(spec, workers=args.workers).tiles
+    elif args.executor == "dask":
+        from distributed import LocalCluster
+
+        from madrone.executors.dask import DaskExecutor
+
+        with LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster:
+            job_started = time.perf_counter()
+            for spec in specs:
+                tiles += run(spec, executor=DaskExecutor(cluster.scheduler_address)).tiles
+    else:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            address = f"127.0.0.1:{probe.getsockname()[1]}"
+        env = {**os.environ, "MADRONE_MASTER_ROOTS": os.pathsep.join(["/", args.out])}
+        command = [sys.executable, "-m", "madrone.cli"]
+        master = subprocess.Popen(
+            [*command, "master", "--listen", address], env=env, stderr=subprocess.PIPE, text=True
+        )
+        master.stderr.readline()
+        workers = [
+            subprocess.Popen(
+                [*command, "worker", "--master", address], env=env, stderr=subprocess.DEVNULL
+            )
+            for _ in range(args.workers)
+        ]
+        try:
+            job_started = time.perf_counter()
+            for spec in specs:
+                submit(spec, address)
+                tiles += _tile_count(spec)
+        finally:
+            for child in [*workers, master]:
+                child.terminate()
+            for child in [*workers, master]:
+                child.wait()
+    job_s = time.perf_counter() - job_started
+    print(json.dumps({"job_s": job_s, "total_s": time.perf_counter() - started, "tiles": tiles}))
+
+
+def _tile_count(spec) -> int:
+    from madrone.engine.plan import plan
+
+    return len(plan(spec).tiles)
+
+
+def measure(executor: str, sources: list[str], extra: list[str], workers: int) -> dict:
+    with tempfile.TemporaryDirectory(dir=BENCH / "data") as out:
+        argv = [
+            sys.executable,
+            __file__,
+            "job",
+            "--executor",
+            executor,
+            "--out",
+            out,
+            "--workers",
+            str(workers),
+            *extra,
+            *sources,
+        ]
+        measured = run_measured(argv)
+    if measured.returncode != 0:
+        raise SystemExit(f"{executor} failed: {measured.stderr[-2000:]}")
+    inner = json.loads(measured.stdout.strip().splitlines()[-1])
+    return {
+        "executor": executor,
+        "wall_s": measured.wall_s,
+        "cpu_s": measured.cpu_s,
+        "peak_mib": measured.peak_rss_mib,
+        **inner,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    job = sub.add_parser("job")
+    job.add_argument("sources", nargs="+")
+    job.add_argument("--executor", choices=EXECUTORS, required=True)
+    job.add_argument("--out", required=True)
+    job.add_argument("--workers", type=int, default=2)
+    job.add_argument("--indices", default="ndvi")
+    job.add_argument("--products", default="cog")
+    job.add_argument("--tile-size", type=int)
+    parser.add_argument("--size", type=int, default=10980)
+    parser.add_argument("--tiny-size", type=int, default=2048)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    if args.command == "job":
+        driver(args)
+        return
+    data = BENCH / "data"
+    for size in (args.size, args.tiny_size):
+        if not (data / str(size) / "jp2").exists():
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(BENCH / "generate.py"),
+                    "--out",
+                    str(data / str(size)),
+                    "--size",
+                    str(size),
+                ],
+                check=True,
+            )
+    scene = data / str(args.size)
+    cases = [
+        ("one scene, NDVI, COG", [str(scene / "gtiff")], []),
+        (
+            "two scenes, NDVI + NDSI, all products",
+            [str(scene / "gtiff"), str(scene / "jp2")],
+            ["--indices", "ndvi,ndsi", "--products", "cog,png,legend,json"],
+        ),
+        (
+            f"{args.tiny_size} px scene in 32 px tiles",
+            [str(data / str(args.tiny_size) / "gtiff")],
+            ["--tile-size", "32"],
+        ),
+    ]
+    rows = []
+    for label, sources, extra in cases:
+        for executor in EXECUTORS:
+            row = measure(executor, sources, extra, args.workers)
+            row["case"] = label
+            rows.append(row)
+            print(
+                f"{label:<42} {executor:<6} {row['wall_s']:7.1f} s wall, "
+                f"job {row['job_s']:6.1f} s, {row['tiles'] / row['job_s']:8.0f} tiles/s, "
+                f"{row['peak_mib']:6.0f} MiB",
+                flush=True,
+            )
+    lines = [
+        "| case | executor | wall s | job s | tiles/s | peak MiB | x local |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        local = next(r for r in rows if r["case"] == row["case"] and r["executor"] == "local")
+        ratio = row["wall_s"] / local["wall_s"]
+        lines.append(
+            f"| {row['case']} | {row['executor']} | {row['wall_s']:.1f} | {row['job_s']:.1f} | "
+            f"{row['tiles'] / row['job_s']:.0f} | {row['peak_mib']:.0f} | {ratio:.2f} |"
+        )
+    results = BENCH / "results"
+    (results / "executors.md").write_text("\n".join(lines) + "\n")
+    (results / "executors.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
