@@ -357,3 +357,43 @@ def test_cluster_command_runs_a_job(data_dir: Path, tmp_path: Path) -> None:
     finally:
         cluster.send_signal(signal.SIGTERM)
         assert cluster.wait(timeout=30) == 0
+
+
+def test_cancel_ends_a_running_job(data_dir: Path, tmp_path: Path) -> None:
+    import threading
+
+    import grpc
+
+    from madrone.executors.grpc import madrone_pb2 as pb
+    from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
+
+    spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path / "out"), products=["cog"])
+    with grpc_cluster([data_dir, tmp_path], workers=0) as (address, _):
+        outcome: dict = {}
+
+        def run() -> None:
+            try:
+                submit(spec, address)
+            except ProcessingError as error:
+                outcome["error"] = str(error)
+            except InputError as error:
+                outcome["error"] = str(error)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.MasterStub(channel)
+            stub.Register(pb.Hello(worker="probe", capacity=1))
+            job = ""
+            for _ in range(50):
+                reply = stub.Lease(pb.LeaseRequest(worker="probe", slots=1))
+                if reply.leases:
+                    job = reply.leases[0].job
+                    break
+                time.sleep(0.1)
+            assert job
+            assert stub.Cancel(pb.CancelRequest(job=job)).accepted
+            assert not stub.Cancel(pb.CancelRequest(job=job)).accepted
+        runner.join(timeout=30)
+    assert "job cancelled" in outcome["error"]
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

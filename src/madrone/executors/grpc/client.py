@@ -29,8 +29,10 @@ def submit(
     """
     with open_channel(master, token, ca) as channel:
         stub = pb_grpc.MasterStub(channel)
+        job = None
         try:
             for event in stub.Submit(pb.JobRequest(spec_json=json.dumps(spec.to_dict()))):
+                job = event.job
                 if progress and event.total and event.state != "queued":
                     progress(event.done, event.total)
                 if event.state == "done":
@@ -38,6 +40,10 @@ def submit(
                 if event.state in ("failed", "cancelled"):
                     error = InputError if event.done == 0 else ProcessingError
                     raise error(f"master {master}: job {event.state}: {event.message}")
+        except KeyboardInterrupt:
+            if job is not None:  # Ctrl-C on the client cancels the job on the master
+                stub.Cancel(pb.CancelRequest(job=job), timeout=5)
+            raise
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise InputError(f"master {master}: token refused") from None

@@ -15,7 +15,7 @@ from madrone.errors import InputError
 from madrone.executors.grpc import madrone_pb2 as pb
 from madrone.grid import Tile
 
-MAX_CHUNK_BYTES = 2 * 1024 * 1024
+MAX_CHUNK_BYTES = 4 * 1024 * 1024  # a 1024 px float32 tile in one message
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # both ends refuse larger messages
 
 
@@ -89,4 +89,4 @@ def _decode(pieces: list, size: int, task: str, name: str, tile: Tile) -> np.nda
             raise InputError(f"task {task} {name}: bad compressed data ({error})") from None
     if len(data) != size:
         raise InputError(f"task {task} {name}: {len(data)} bytes, expected {size}")
-    return np.frombuffer(data, dtype="<f4").reshape(tile.height, tile.width).astype(np.float32)
+    return np.frombuffer(data, dtype="<f4").reshape(tile.height, tile.width)  # no copy

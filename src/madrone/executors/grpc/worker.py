@@ -106,7 +106,8 @@ class Worker:
     def _session(self, pool: Executor, stop: threading.Event) -> None:
         with open_channel(self.master, self.token, self.ca) as channel:
             stub = pb_grpc.MasterStub(channel)
-            welcome = stub.Register(pb.Hello(worker=self.name, capacity=self.concurrency))
+            hello = pb.Hello(worker=self.name, capacity=self.concurrency + 1)  # + prefetch
+            welcome = stub.Register(hello)
             beating = threading.Event()
             heart = threading.Thread(
                 target=self._heartbeat, args=(stub, welcome.heartbeat_seconds, beating), daemon=True
@@ -123,7 +124,9 @@ class Worker:
                 beating.set()
 
     def _lease_more(self, stub: pb_grpc.MasterStub, pool: Executor) -> None:
-        free = self.concurrency - len(self.running)
+        # One tile more than the slots: it starts the moment a slot frees, while the
+        # finished tile's result is still being sent.
+        free = self.concurrency + 1 - len(self.running)
         if free <= 0:
             return
         reply = stub.Lease(pb.LeaseRequest(worker=self.name, slots=free))
