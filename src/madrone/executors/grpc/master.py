@@ -50,6 +50,7 @@ class Job:
     session: RunSession | None = None
     state: str = "queued"
     message: str = ""
+    writing: int = 0
     result_json: str = ""
     events: list[pb.JobEvent] = field(default_factory=list)
     tiles: dict[str, Tile] = field(default_factory=dict)
@@ -141,14 +142,21 @@ class MasterService(pb_grpc.MasterServicer):
             return pb.Ack(accepted=False, reason=f"job {ids.job} is not running")
         with self.cond:
             actions = self._feed(leases.TaskDone(ids.worker, ids.task, ids.lease, self.clock()))
-        accepted = any(isinstance(a, leases.Accept) for a in actions)
+            accepted = any(isinstance(a, leases.Accept) for a in actions)
+            if accepted:
+                job.writing += 1  # finishing waits until every accepted tile is written
         if accepted:
-            with self.write_lock:
-                job.session.add(result)
-            with self.cond:
-                self._event(job, "running")
-                if job.machine.is_finished and job.state == "finishing":
-                    threading.Thread(target=self._finish, args=(job,), daemon=True).start()
+            try:
+                with self.write_lock:
+                    if job.state not in TERMINAL:
+                        job.session.add(result)
+            finally:
+                with self.cond:
+                    job.writing -= 1
+                    self._event(job, "running")
+                    if job.state == "finishing" and job.writing == 0:
+                        job.state = "encoding"
+                        threading.Thread(target=self._finish, args=(job,), daemon=True).start()
         reason = next((a.reason for a in actions if hasattr(a, "reason")), "")
         return pb.Ack(accepted=accepted, reason=reason)
 
@@ -240,7 +248,8 @@ class MasterService(pb_grpc.MasterServicer):
         for worker, capacity in self.workers.items():
             self._feed(leases.WorkerJoined(worker, now, capacity))
         self._feed(leases.Tick(now))
-        if job.state == "finishing":
+        if job.state == "finishing":  # everything was done before the restart
+            job.state = "encoding"
             threading.Thread(target=self._finish, args=(job,), daemon=True).start()
 
     def _rejoin(self, worker: str) -> None:
@@ -272,9 +281,6 @@ class MasterService(pb_grpc.MasterServicer):
 
     def _finish(self, job: Job) -> None:
         with self.cond:
-            if job.state != "finishing":
-                return
-            job.state = "encoding"
             self._event(job, "finishing")
         try:
             with self.write_lock:
