@@ -96,7 +96,7 @@ class MasterService(pb_grpc.MasterServicer):
     def Lease(self, request: pb.LeaseRequest, context) -> pb.LeaseReply:
         with self.cond:
             job = self.active
-            if job is None or job.machine is None or request.slots < 1:
+            if job is None or job.machine is None or job.machine.is_finished or request.slots < 1:
                 return pb.LeaseReply(no_work=True)
             event = leases.WorkRequested(request.worker, self.clock(), request.slots)
             actions = self._feed(event)
