@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class Workers(list):
+    """The worker processes, and the master's log lines."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.master_log: list[str] = []
+
+
 @contextmanager
 def grpc_cluster(
     roots: list[Path], workers: int = 2, token: str = ""
@@ -45,13 +54,17 @@ def grpc_cluster(
     try:
         line = master.stderr.readline()
         assert "listening" in line, line
-        started += [
+        children = Workers(
             subprocess.Popen(
                 [*COMMAND, "worker", "--master", address], env=env, stderr=subprocess.DEVNULL
             )
             for _ in range(workers)
-        ]
-        yield address, started[1:]
+        )
+        started += children
+        # Drain the master's log so its pipe never fills; tests read what it said.
+        drain = threading.Thread(target=children.master_log.extend, args=(master.stderr,))
+        drain.start()
+        yield address, children
     finally:
         for child in started:
             if child.poll() is None:
@@ -62,6 +75,8 @@ def grpc_cluster(
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        if "drain" in locals():
+            drain.join(timeout=20)
         master.stderr.close()
 
 
@@ -105,6 +120,10 @@ def test_worker_lost_mid_job(data_dir: Path, tmp_path: Path, fault: signal.Signa
                 os.kill(workers[0].pid, signal.SIGCONT)
     assert hit and hit[0] < 324, "the job was still running when the worker was lost"
     assert time.monotonic() - started < 60
+    log = "".join(workers.master_log)
+    # The lost worker's tiles went to the other one: re-queued once its silence passed the
+    # heartbeat timeout, or sooner, leased again speculatively as stragglers.
+    assert ("re-queued r" in log) or ("(speculative)" in log), log
     assert products(tmp_path / "local") == products(tmp_path / "grpc")
 
 

@@ -266,7 +266,9 @@ class MasterService(pb_grpc.MasterServicer):
         return actions
 
     def _apply(self, job: Job, action: leases.Action) -> None:
-        if isinstance(action, leases.Revoke):
+        if isinstance(action, leases.Lease) and action.speculative:
+            log.info("tile %s leased again to %s (speculative)", action.task, action.worker)
+        elif isinstance(action, leases.Revoke):
             self.revoked.setdefault(action.worker, set()).add(action.lease)
         elif isinstance(action, leases.WorkerLost):
             log.warning("worker %s lost (%s); re-queued %s", action.worker, action.reason,
