@@ -51,6 +51,7 @@ def grpc_cluster(
     master = subprocess.Popen([*COMMAND, "master", "--listen", address], env=env,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     started = [master]
+    drain = None
     try:
         line = master.stderr.readline()
         assert "listening" in line, line
@@ -75,7 +76,7 @@ def grpc_cluster(
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        if "drain" in locals():
+        if drain is not None:
             drain.join(timeout=20)
         master.stderr.close()
 
