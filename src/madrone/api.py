@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
+from madrone.area import Area, area_from_bbox, area_from_corners, area_from_geojson
 from madrone.config import Settings
-from madrone.engine.plan import Plan, plan
+from madrone.engine.plan import DEFAULT_AREA_RESOLUTION, Plan, plan
 from madrone.engine.run import Executor, Progress, RunResult, run_plan
 from madrone.engine.spec import ALL_PRODUCTS, JobSpec
+from madrone.errors import InputError
 from madrone.executors.local import LocalExecutor
+from madrone.sources.catalog import SearchSpec
+from madrone.sources.mosaic import mosaic_source
 from madrone.sources.spec import SourceSpec
+
+MOSAIC_PRODUCTS = (*ALL_PRODUCTS, "count")
 
 ProcessResult = RunResult
 
@@ -75,7 +83,7 @@ def run(
 ) -> RunResult:
     """Plan and execute a JobSpec on the given executor (default: the local process pool)."""
     settings = settings or Settings.from_env()
-    checked: Plan = plan(spec)
+    checked: Plan = plan(spec, settings=settings)
     if on_plan:
         on_plan(checked)
     n_workers = settings.resolved_workers(workers)
@@ -122,4 +130,95 @@ def process(
         **options: the remaining JobSpec fields (see ``build_spec``).
     """
     spec = build_spec(sources, indices, output_dir, **options)
+    return run(spec, workers=workers, executor=executor, settings=settings, progress=progress)
+
+
+def build_area(
+    corners: Sequence[float] | str | None = None,
+    bbox: Sequence[float] | str | None = None,
+    geometry: str | Mapping[str, Any] | None = None,
+) -> Area:
+    """The one area given: two corners (UL_LAT,UL_LNG,LR_LAT,LR_LNG), a bbox (W,S,E,N) or a
+    GeoJSON polygon (a dict, a JSON text or a file path)."""
+    named = (("corners", corners), ("bbox", bbox), ("geometry", geometry))
+    given = [name for name, value in named if value]
+    if len(given) != 1:
+        raise InputError(
+            "give exactly one area: --corners, --bbox or --geometry"
+            + (f" (got {' and '.join(given)})" if given else "")
+        )
+    if corners:
+        return area_from_corners(corners)
+    if bbox:
+        return area_from_bbox(bbox)
+    return area_from_geojson(geometry if isinstance(geometry, str) else dict(geometry))
+
+
+def build_mosaic_spec(
+    *,
+    corners: Sequence[float] | str | None = None,
+    bbox: Sequence[float] | str | None = None,
+    geometry: str | Mapping[str, Any] | None = None,
+    source: str | None = None,
+    indices: Sequence[str] = ("ndvi",),
+    output_dir: str = ".",
+    resolution: float = DEFAULT_AREA_RESOLUTION,
+    crs: str | None = None,
+    datetime: str | None = None,
+    max_cloud: float | None = None,
+    collections: Sequence[str] = (),
+    limit: int = 500,
+    method: str = "first",
+    resampling: str = "bilinear",
+    band_map: Mapping[str, int] | None = None,
+    bands: Mapping[str, str] | None = None,
+    products: Sequence[str] = MOSAIC_PRODUCTS,
+    **options,
+) -> JobSpec:
+    """A JobSpec for an area request. ``source`` is a raster (local path or URL), a STAC
+    item, or a STAC catalog or API to search (default: the bundled sample mosaic);
+    ``datetime`` is the search's date range, or the date of a mosaic that states none."""
+    area = build_area(corners, bbox, geometry)
+    found = mosaic_source(
+        source,
+        band_map=band_map,
+        bands=bands,
+        datetime=datetime,
+        max_cloud=max_cloud,
+        collections=collections,
+        limit=limit,
+    )
+    search = found if isinstance(found, SearchSpec) else None
+    base = build_spec(
+        [] if search else [found], indices, output_dir, resolution=resolution, crs=crs,
+        resampling=resampling, products=products, **options,
+    )  # fmt: skip
+    return replace(
+        base,
+        area=area,
+        search=search,
+        method=method,
+        datetime=None if search else datetime,
+    )
+
+
+def mosaic(
+    *,
+    workers: int | None = None,
+    executor: Executor | None = None,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    **request,
+) -> RunResult:
+    """Compute indices over an area from a mosaic or a STAC catalog; write the products.
+
+    Example:
+        >>> result = madrone.mosaic(corners=(45.9, 15.0, 45.5, 15.4), source="catalog.json",
+        ...                         datetime="2023-08-01/2023-08-31", method="median")
+
+    Args:
+        workers, executor, settings, progress: as for ``process``.
+        **request: the area and the source (see ``build_mosaic_spec``).
+    """
+    spec = build_mosaic_spec(**request)
     return run(spec, workers=workers, executor=executor, settings=settings, progress=progress)

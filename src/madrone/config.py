@@ -33,6 +33,11 @@ class Settings:
         tls_ca: the certificate workers and clients trust for the master (PEM).
         master_roots: folders (``os.pathsep``-separated) under which a master accepts local
             source paths and output folders from clients; default its working directory.
+        max_area_km2: the largest area request accepted, in km2 (0: no limit).
+        stac_headers: HTTP headers sent to STAC APIs, ``Name: value`` pairs separated by
+            newlines or ``;`` (an API key: ``MADRONE_STAC_HEADERS="X-Api-Key: ..."``).
+            Mosaic files read through GDAL take GDAL's own variables (``AWS_*``,
+            ``AZURE_STORAGE_*``, ``GDAL_HTTP_HEADERS``), which every process inherits.
     """
 
     workers: int = 0
@@ -46,6 +51,8 @@ class Settings:
     tls_key: str = ""
     tls_ca: str = ""
     master_roots: str = ""
+    max_area_km2: float = 10000.0
+    stac_headers: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +75,18 @@ class Settings:
             raise InputError(f"workers must be 0 (all cores) or more, got {n}")
         return n or os.cpu_count() or 1
 
+    def stac_header_map(self) -> dict[str, str]:
+        """``stac_headers`` as a dict; a pair without a colon names the setting."""
+        headers = {}
+        for pair in self.stac_headers.replace(";", "\n").splitlines():
+            if not pair.strip():
+                continue
+            name, colon, value = pair.partition(":")
+            if not colon or not name.strip():
+                raise InputError(f"MADRONE_STAC_HEADERS: {pair.strip()!r} is not 'Name: value'")
+            headers[name.strip()] = value.strip()
+        return headers
+
 
 def _parse(kind: object, raw: object, where: str) -> object:
     if kind in ("int", int):
@@ -75,6 +94,11 @@ def _parse(kind: object, raw: object, where: str) -> object:
             return int(raw)
         except (TypeError, ValueError):
             raise InputError(f"{where}={raw!r} is not a whole number") from None
+    if kind in ("float", float):
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}={raw!r} is not a number") from None
     return str(raw)
 
 

@@ -14,8 +14,10 @@ from rasterio.windows import Window
 from madrone.bands import ESA_ORDER
 from madrone.errors import SourceError
 from madrone.sources.base import BandRef
+from madrone.sources.catalog import SearchSpec, search_items
 from madrone.sources.stac import read_stac_item
 from tests.support.http import serve_directory
+from tests.support.stac_api import serve_stac_api
 
 CATALOG = "stac_L2A_T33TWL_T33TWM_202308"
 ITEM = "S2A_33TWM_20230815_0_L2A"
@@ -264,3 +266,60 @@ def test_bad_raster_bands_values(data_dir: Path, tmp_path: Path, field: str, val
     path = _copy_item(data_dir, tmp_path, spoil)
     with pytest.raises(SourceError, match=f"{path}: asset nir: raster:bands {field} is"):
         read_stac_item(str(path))
+
+
+# --- item dicts, as search_items returns them --------------------------------------------------
+
+
+def test_item_dicts_read_as_their_files(data_dir: Path) -> None:
+    catalog = str(data_dir / CATALOG / "catalog.json")
+    found = search_items(SearchSpec(catalog), (14.0, 44.0, 17.5, 48.0))
+    assert len(found) == 10
+    for item in found:
+        path = _item_path(data_dir, item["id"])
+        from_dict, from_file = read_stac_item(item), read_stac_item(str(path))
+        assert from_dict.name == from_file.name == item["id"]
+        assert from_dict.bands == from_file.bands
+        assert from_dict.metadata == from_file.metadata
+        assert from_dict.metadata["href"] == str(path)  # the self link names the dict
+        assert from_dict.band("B04").offset == 0.0  # the offset flag is still honoured
+
+
+def test_item_dict_from_an_api_reads_local_files(data_dir: Path) -> None:
+    with serve_stac_api(str(data_dir / CATALOG)) as url:
+        found = search_items(SearchSpec(url, datetime="2023-08-15"), (15.5, 46.5, 15.6, 46.6))
+    (item,) = found
+    assert item["id"] == ITEM
+    scene = read_stac_item(item)
+    assert scene.metadata["href"] == f"{url}/collections/sentinel-2-l2a/items/{ITEM}"
+    expected = read_stac_item(str(_item_path(data_dir)))
+    # The API's file:// hrefs become the same local paths as the file's relative hrefs.
+    assert item["assets"]["red"]["href"] == (_item_path(data_dir).parent / "B04.tif").as_uri()
+    assert scene.bands == expected.bands
+    assert scene.band("B04").uri == str(_item_path(data_dir).parent / "B04.tif")
+    assert 0 < np.median(_red_reflectance(scene.band("B04"))) < 0.2
+
+
+def test_item_dict_without_self_link_is_named_by_id(data_dir: Path) -> None:
+    path = _item_path(data_dir)
+    item = json.loads(path.read_text())
+    for asset in item["assets"].values():
+        if "://" not in asset["href"]:
+            asset["href"] = str(path.parent / asset["href"])
+    item["links"] = []
+    scene = read_stac_item(item)
+    assert scene.metadata["href"] == ITEM
+    assert scene.bands == read_stac_item(str(path)).bands
+    assert item["links"] == []  # the caller's dict is left alone
+
+
+def test_item_dict_errors_name_the_item(data_dir: Path) -> None:
+    item = json.loads(_item_path(data_dir).read_text())
+    item["links"] = []
+    # Relative hrefs and no self link: nothing to resolve them against.
+    with pytest.raises(SourceError, match=f"{ITEM}: asset .* has no usable href"):
+        read_stac_item(item)
+    with pytest.raises(SourceError, match=f"{ITEM}: cannot read a STAC item"):
+        read_stac_item({"type": "Feature", "stac_version": "1.0.0", "id": ITEM, "links": []})
+    with pytest.raises(SourceError, match="catalog-1: not a STAC item"):
+        read_stac_item({"type": "Catalog", "id": "catalog-1", "links": []})

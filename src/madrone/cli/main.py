@@ -3,18 +3,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import time
-import warnings
 from importlib import resources
 
 import click
 
 from madrone import __version__
-from madrone.api import build_spec, run
+from madrone.api import build_spec
 from madrone.cli import cluster as cluster_commands
+from madrone.cli.mosaic import mosaic as mosaic_command
 from madrone.cli.options import (
     parse_band_map,
     parse_expressions,
@@ -22,8 +20,8 @@ from madrone.cli.options import (
     parse_pairs,
     split_list,
 )
+from madrone.cli.report import print_summary, run_with_progress, submit_to_master
 from madrone.config import Settings
-from madrone.engine.run import RunResult
 from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS
 from madrone.errors import MadroneError
 from madrone.sources.spec import SourceSpec
@@ -113,102 +111,16 @@ def process(
         },
     )
     if master_address:
-        _submit_to_master(spec, master_address, options["quiet"])
+        submit_to_master(spec, master_address, options["quiet"])
         return
     executor = None
     if dask_address:
         from madrone.executors.dask import DaskExecutor
 
         executor = DaskExecutor(dask_address)
-    result = _run_with_progress(spec, options["workers"], options["quiet"], executor)
+    result = run_with_progress(spec, options["workers"], options["quiet"], executor)
     if not options["quiet"]:
-        _print_summary(result)
-
-
-def _run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> RunResult:
-    settings = Settings.from_env()
-    show_bar = not quiet and sys.stderr.isatty()
-    bar = None
-    state = {}
-
-    def on_plan(plan) -> None:
-        nonlocal bar
-        if not quiet:
-            grid = plan.grid
-            click.echo(
-                f"{plan.name}: {', '.join(i.name for i in plan.context.indices)} on "
-                f"{grid.width}x{grid.height} px at {grid.res_x:g} m ({grid.crs}), "
-                f"{len(plan.tiles)} tiles of {plan.tile_size}",
-                err=True,
-            )
-        if show_bar:
-            bar = click.progressbar(
-                length=len(plan.tiles), label="tiles", file=sys.stderr, show_eta=True, show_pos=True
-            )
-            bar.__enter__()
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.update(done - state.get("done", 0))
-        state["done"] = done
-
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = run(
-                spec,
-                workers=workers,
-                executor=executor,
-                settings=settings,
-                progress=progress,
-                on_plan=on_plan,
-            )
-        finally:
-            if bar is not None:
-                bar.__exit__(None, None, None)
-    for warning in caught:
-        click.echo(f"madrone: warning: {warning.message}", err=True)
-    result.elapsed = time.perf_counter() - started
-    return result
-
-
-def _submit_to_master(spec, master_address: str, quiet: bool) -> None:
-    from madrone.cli.cluster import read_pem
-    from madrone.executors.grpc.client import submit
-
-    settings = Settings.from_env()
-    ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
-    bar = None
-    if not quiet and sys.stderr.isatty():
-        bar = click.progressbar(length=1, label="tiles", file=sys.stderr, show_pos=True)
-    state = {"done": 0}
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.length = total
-            bar.update(done - state["done"])
-        state["done"] = done
-
-    with bar if bar is not None else contextlib.nullcontext():
-        summary = submit(spec, master_address, settings.token or None, ca, progress)
-    if not quiet:
-        click.echo(f"products in {summary['output_dir']}:")
-        for key, product in summary["products"].items():
-            mean = product["stats"]["mean"]
-            click.echo(f"  {key}: mean {'n/a' if mean is None else f'{mean:.3f}'}")
-            for path in product["files"].values():
-                click.echo(f"    {path}")
-
-
-def _print_summary(result: RunResult) -> None:
-    click.echo(f"done in {result.elapsed:.1f} s; products in {result.output_dir}:")
-    for key, product in result.products.items():
-        stats = product.stats
-        mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.3f}"
-        click.echo(f"  {key}: mean {mean}, valid {stats['valid_fraction']:.1%}")
-        for path in product.files.values():
-            click.echo(f"    {path}")
+        print_summary(result)
 
 
 @cli.command()
@@ -221,8 +133,8 @@ def demo(output_dir: str | None, workers: int | None, quiet: bool) -> None:
     scene = resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo"
     output_dir = output_dir or settings.output_dir
     spec = build_spec([str(scene)], ["ndvi", "ndsi"], output_dir, name="demo_T18SVG_20160112")
-    result = _run_with_progress(spec, workers, quiet)
-    _print_summary(result)
+    result = run_with_progress(spec, workers, quiet)
+    print_summary(result)
     click.echo(f"open {os.path.join(result.output_dir, 'demo_T18SVG_20160112_ndvi.png')} to look")
 
 
@@ -240,7 +152,12 @@ def list_indices(domain: str | None) -> None:
         )
 
 
-for _command in (cluster_commands.master, cluster_commands.worker, cluster_commands.cluster):
+for _command in (
+    mosaic_command,
+    cluster_commands.master,
+    cluster_commands.worker,
+    cluster_commands.cluster,
+):
     cli.add_command(_command)
 
 

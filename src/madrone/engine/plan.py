@@ -9,21 +9,32 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioIOError
 from rasterio.warp import transform_bounds
 
-from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS, JobSpec
+from madrone.area import (
+    area_from_bbox,
+    area_from_geojson,
+    area_grid,
+    describe,
+    geometry_in,
+    utm_crs,
+)
+from madrone.config import Settings
+from madrone.engine.composite import composite_groups
+from madrone.engine.spec import COMPOSITE_METHODS, PRODUCT_KINDS, RESAMPLING_METHODS, JobSpec
 from madrone.errors import GridError, InputError, SourceError
 from madrone.grid import Grid, Tile, iter_tiles, snap_grid
 from madrone.indices import IndexDef, index_from_expression, resolve_index
 from madrone.products.render import style_for
 from madrone.sources.base import BandRef, Scene
+from madrone.sources.catalog import search_items
 from madrone.sources.gdal import gdal_env
-from madrone.sources.spec import open_source
+from madrone.sources.spec import SourceSpec, open_source
 
 # SCL classes: 0 no data, 1 saturated/defective, 3 cloud shadow, 8/9 cloud medium/high
 # probability, 10 thin cirrus, 11 snow. Classes above 11 do not exist (lossy compression
@@ -33,6 +44,7 @@ SNOW_CLASS = 11
 MAX_SCL_CLASS = 11
 DEFAULT_TILE = 1024  # also the smallest default: per-tile overhead dominates below it
 MAX_TILE = 2048
+DEFAULT_AREA_RESOLUTION = 10.0  # metres: Sentinel-2's finest band
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,11 @@ class TileContext:
     resampling: str
     mask_classes: tuple[int, ...]
     value_ranges: tuple[tuple[float, float], ...]  # per index: display and histogram range
+    groups: tuple[tuple[int, ...], ...] = ()  # scenes (positions) per solar day, in order
+    method: str = "first"
+    count: bool = False  # count valid observations per pixel (the "count" product)
+    geometry: dict | None = None  # polygon in the grid's CRS; pixels outside are nodata
+    ranking: IndexDef | None = None  # the index max-ndvi ranks days by
 
     def value_range(self, index_name: str) -> tuple[float, float]:
         names = [index.name for index in self.indices]
@@ -108,26 +125,38 @@ class Plan:
         return self.context.grid
 
 
-def plan(spec: JobSpec, *, writes: bool = True) -> Plan:
+def plan(spec: JobSpec, *, writes: bool = True, settings: Settings | None = None) -> Plan:
     """Check a JobSpec and fix the output grid and tiles; reads headers, never pixels.
 
+    A spec with a search and no sources is resolved first: the returned plan's ``spec``
+    lists the items found, so workers planning it again read the same items.
     ``writes=False`` is for a remote worker, which computes tiles but writes no output, so
-    the output folder (on the master's host) is not checked.
+    the output folder and the area limit (the master's settings) are not checked.
     """
+    settings = settings or Settings()
     _check_parameters(spec)
     if writes:
         _check_output_dir(spec.output_dir)
+        if spec.area is not None:
+            spec.area.check_size(settings.max_area_km2)
     indices = _resolve_indices(spec)
-    scenes = tuple(open_source(source) for source in spec.sources)
-    needed = sorted({band for index in indices for band in index.bands})
+    spec = _resolve_search(spec, settings)
+    scenes = tuple(_dated(open_source(source), spec.datetime) for source in spec.sources)
+    ranking = _ranking(spec, indices)
+    computed = (*indices, ranking) if ranking else indices
+    needed = sorted({band for index in computed for band in index.bands})
     infos = [_inspect_scene(scene, needed) for scene in scenes]
-    grid = _output_grid(spec, scenes, infos)
-    if spec.bbox is not None:
+    grid = _area_grid(spec) if spec.area else _output_grid(spec, scenes, infos)
+    if spec.bbox is not None and spec.area is None:
         grid = _clip_to_bbox(grid, spec.bbox)
     scene_reads = tuple(
         _scene_read(scene, info, grid) for scene, info in zip(scenes, infos, strict=True)
     )
-    scene_reads = tuple(read for read in scene_reads if read.footprint[2] > read.footprint[0])
+    kept = [i for i, read in enumerate(scene_reads) if read.footprint[2] > read.footprint[0]]
+    if not kept:
+        raise GridError(_no_coverage(spec, scenes, infos))
+    used = tuple(scenes[i] for i in kept)
+    scene_reads = tuple(scene_reads[i] for i in kept)
     tile_size = spec.tile_size or _aligned_tile_size(scene_reads, grid)
     styles = [style_for(index.name, index.domain) for index in indices]
     context = TileContext(
@@ -137,29 +166,83 @@ def plan(spec: JobSpec, *, writes: bool = True) -> Plan:
         spec.resampling,
         spec.mask_classes or DEFAULT_MASK_CLASSES,
         tuple((style.vmin, style.vmax) for style in styles),
+        groups=composite_groups(used, grid),
+        method=spec.method,
+        count="count" in spec.products,
+        geometry=geometry_in(spec.area, grid.crs) if spec.area else None,
+        ranking=ranking,
     )
-    if "json" in spec.products and not any(s.metadata.get("datetime") for s in scenes):
+    if "json" in spec.products and not any(s.metadata.get("datetime") for s in used):
         raise InputError(
-            f"{scenes[0].name}: no acquisition date in the metadata or the file names "
-            "(name the files with a date such as 20160112, or leave json out of --products)"
+            f"{used[0].name}: no acquisition date in the metadata or the file names "
+            "(name the files with a date such as 20160112, give --datetime, "
+            "or leave json out of --products)"
         )
-    name = spec.name or _safe_name(scenes[0].name)
-    return Plan(spec, name, context, tuple(iter_tiles(grid, tile_size)), scenes, tile_size)
+    name = spec.name or _safe_name(used[0].name if spec.search is None else "mosaic")
+    return Plan(spec, name, context, tuple(iter_tiles(grid, tile_size)), used, tile_size)
+
+
+def _resolve_search(spec: JobSpec, settings: Settings) -> JobSpec:
+    """Run the spec's catalog search once: its items become the spec's sources."""
+    if spec.search is None or spec.sources:
+        return spec
+    if spec.area is None:
+        raise InputError("a catalog search needs an area (--corners, --bbox or --geometry)")
+    items = search_items(spec.search, spec.area.bbox, headers=settings.stac_header_map())
+    return replace(spec, sources=tuple(SourceSpec(item=item) for item in items))
+
+
+def _dated(scene: Scene, when: str | None) -> Scene:
+    """A source without an acquisition date gets the one the request states."""
+    if when is None or scene.metadata.get("datetime"):
+        return scene
+    return Scene(scene.name, scene.bands, {**scene.metadata, "datetime": when})
+
+
+def _ranking(spec: JobSpec, indices: tuple[IndexDef, ...]) -> IndexDef | None:
+    if spec.method != "max-ndvi":
+        return None
+    return next((i for i in indices if i.name == "NDVI"), None) or resolve_index("ndvi")
+
+
+def _area_grid(spec: JobSpec) -> Grid:
+    crs = spec.crs or utm_crs(spec.area)
+    try:
+        is_geographic = CRS.from_user_input(crs).is_geographic
+    except CRSError as error:
+        raise InputError(f"--crs {spec.crs!r} is not a CRS rasterio knows ({error})") from None
+    if spec.resolution is None and is_geographic:
+        raise GridError(f"give --resolution (in degrees) for an output in {crs}")
+    return area_grid(spec.area, crs, spec.resolution or DEFAULT_AREA_RESOLUTION)
+
+
+def _no_coverage(spec: JobSpec, scenes: tuple[Scene, ...], infos: list[dict]) -> str:
+    covered = []
+    for scene, info in zip(scenes, infos, strict=True):
+        band_info = next(i for b, (_, i) in info.items() if b != "SCL")
+        west, south, east, north = transform_bounds(
+            band_info.crs, "EPSG:4326", *_bounds_in(band_info, band_info.crs), densify_pts=21
+        )
+        covered.append(f"{scene.name} covers {west:.4f},{south:.4f},{east:.4f},{north:.4f}")
+    wanted = describe(spec.area) if spec.area else f"bbox {spec.bbox}"
+    return f"no source covers the requested {wanted} (W,S,E,N): " + "; ".join(covered[:5])
 
 
 def _check_parameters(spec: JobSpec) -> None:
-    if not spec.sources:
+    if not spec.sources and spec.search is None:
         raise InputError("no source given")
+    if spec.method not in COMPOSITE_METHODS:
+        raise InputError(f"method {spec.method!r} is not one of {', '.join(COMPOSITE_METHODS)}")
     if not spec.indices and not spec.expressions:
         raise InputError("no index or expression given")
     if spec.resampling not in RESAMPLING_METHODS:
         raise InputError(
             f"resampling {spec.resampling!r} is not one of {', '.join(RESAMPLING_METHODS)}"
         )
-    unknown = set(spec.products) - set(ALL_PRODUCTS)
+    unknown = set(spec.products) - set(PRODUCT_KINDS)
     if unknown or not spec.products:
         raise InputError(
-            f"products {sorted(unknown) or 'none'}: choose from {', '.join(ALL_PRODUCTS)}"
+            f"products {sorted(unknown) or 'none'}: choose from {', '.join(PRODUCT_KINDS)}"
         )
     if spec.resolution is not None and not (spec.resolution > 0 and math.isfinite(spec.resolution)):
         raise InputError(f"resolution must be a positive number, got {spec.resolution}")
@@ -171,6 +254,11 @@ def _check_parameters(spec: JobSpec) -> None:
             raise InputError(f"mask classes {bad} are not SCL classes (0 to {MAX_SCL_CLASS})")
     if spec.bbox is not None:
         _check_bbox(spec.bbox)
+    if spec.area is not None:  # a stored request is checked again, like a typed one
+        if spec.area.geometry is not None:
+            area_from_geojson(spec.area.geometry)
+        else:
+            area_from_bbox(spec.area.bbox)
 
 
 def _check_output_dir(path: str) -> None:
@@ -358,9 +446,11 @@ def _aligned_tile_size(scenes: tuple[SceneRead, ...], grid: Grid) -> int:
     for scene in scenes:
         for read in scene.bands.values():
             block_rows, block_cols = read.block
-            if block_rows != block_cols or block_rows < 64:
-                continue
-            candidates.append(round(block_cols * abs(read.transform[0]) / grid.res_x))
+            if block_rows != block_cols or block_rows < 64 or read.crs != grid.crs:
+                continue  # blocks of another CRS do not map onto whole tiles
+            footprint = round(block_cols * abs(read.transform[0]) / grid.res_x)
+            if footprint >= 16:
+                candidates.append(footprint)
     footprint = max(candidates, default=DEFAULT_TILE)
     size = footprint * max(1, math.ceil(DEFAULT_TILE / footprint))
     return footprint if size > MAX_TILE else size

@@ -38,11 +38,12 @@ def meta_to_json(result: TileResult) -> str:
         ]
         for name, windows in result.stats.items()
     }  # fmt: skip
-    return json.dumps({"counts": counts, "stats": stats})
+    return json.dumps({"counts": counts, "stats": stats, "used": result.contributions})
 
 
-def meta_from_json(text: str, task: str) -> tuple[Counts, Partials]:
-    """Parse ``meta_to_json``'s output; bad input names the task."""
+def meta_from_json(text: str, task: str) -> tuple[Counts, Partials, dict[str, int]]:
+    """Parse ``meta_to_json``'s output (counts, partials, pixels per source scene); bad
+    input names the task."""
     try:
         meta = json.loads(text)
         counts = {
@@ -55,9 +56,10 @@ def meta_from_json(text: str, task: str) -> tuple[Counts, Partials]:
             name: {(int(w["row"]), int(w["col"])): _window(w) for w in windows}
             for name, windows in meta["stats"].items()
         }
+        used = {str(scene): int(pixels) for scene, pixels in meta.get("used", {}).items()}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise InputError(f"task {task}: bad result metadata ({error})") from None
-    return counts, stats
+    return counts, stats, used
 
 
 def _window(w: dict) -> WindowStats:
@@ -86,7 +88,7 @@ class ProgressLog:
         self._handle.close()
 
     @staticmethod
-    def load(path: str) -> list[tuple[Tile, Counts, Partials]]:
+    def load(path: str) -> list[tuple[Tile, Counts, Partials, dict[str, int]]]:
         """Finished tiles; a line cut short by a crash is ignored (that tile is redone)."""
         if not os.path.exists(path):
             return []
@@ -96,8 +98,8 @@ class ProgressLog:
                 try:
                     line = json.loads(text)
                     tile = Tile(*(int(v) for v in line["tile"]))
-                    counts, stats = meta_from_json(line["meta"], tile.key)
+                    meta = meta_from_json(line["meta"], tile.key)
                 except (ValueError, KeyError, TypeError, InputError):
                     continue
-                finished.append((tile, counts, stats))
+                finished.append((tile, *meta))
         return finished

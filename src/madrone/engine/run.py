@@ -18,12 +18,18 @@ from typing import Protocol
 from madrone import __version__
 from madrone.engine.plan import Plan, TileContext
 from madrone.engine.progress import ProgressLog
-from madrone.engine.tile import TileResult
+from madrone.engine.tile import TileResult, count_key
 from madrone.errors import ImplausibleReflectanceWarning, MadroneError, ProcessingError
 from madrone.grid import Tile
 from madrone.products.render import render_legend, render_png, style_for
 from madrone.products.stac import build_item, write_json
-from madrone.products.stats import WindowKey, WindowStats, histogram_edges, merge_partials
+from madrone.products.stats import (
+    WindowKey,
+    WindowStats,
+    count_summary,
+    histogram_edges,
+    merge_partials,
+)
 from madrone.products.writer import CogWriter
 from madrone.sources.reflectance import ReflectanceCounts
 
@@ -107,25 +113,29 @@ class RunSession:
         os.makedirs(self.output_dir, exist_ok=True)
         self.staging = os.path.join(self.output_dir, f".{plan.name}.{_job_key(plan)}.partial")
         os.makedirs(self.staging, exist_ok=True)
-        self.names = {i.name: f"{plan.name}_{i.name.lower()}" for i in plan.context.indices}
+        indices = [i.name for i in plan.context.indices]
+        self.names = {name: f"{plan.name}_{name.lower()}" for name in indices}
+        counted = {count_key(n): f"{self.names[n]}_count" for n in indices if plan.context.count}
         self.counts: dict[tuple[str, str], ReflectanceCounts] = {}
         self.partials: dict[str, dict[WindowKey, WindowStats]] = {i: {} for i in self.names}
+        self.used: dict[str, int] = {}
         self.done: set[Tile] = set()
         progress_path = os.path.join(self.staging, "progress.jsonl")
         finished = ProgressLog.load(progress_path)
         try:
             self.writer = CogWriter(
-                plan.grid, self.staging, self.names, _tags(plan), threads, zlevel,
-                gdal_cache_mb, reuse=bool(finished),
+                plan.grid, self.staging, {**self.names, **counted}, _tags(plan), threads,
+                zlevel, gdal_cache_mb, reuse=bool(finished),
+                dtypes={key: "uint16" for key in counted},
             )  # fmt: skip
             self.progress = ProgressLog(progress_path)
         except BaseException:
             self.abort()
             raise
         tiles = set(plan.tiles)
-        for tile, counts, stats in finished:
+        for tile, counts, stats, used in finished:
             if tile in tiles:
-                self._merge(tile, counts, stats)
+                self._merge(tile, counts, stats, used)
 
     def __enter__(self) -> RunSession:
         return self
@@ -138,10 +148,12 @@ class RunSession:
         self.writer.write(result.tile, result.arrays)
         if result.tile not in self.done:
             self.progress.append(result)
-            self._merge(result.tile, result.counts, result.stats)
+            self._merge(result.tile, result.counts, result.stats, result.contributions)
 
-    def _merge(self, tile: Tile, counts: dict, stats: dict) -> None:
+    def _merge(self, tile: Tile, counts: dict, stats: dict, used: dict[str, int]) -> None:
         self.done.add(tile)
+        for scene, pixels in used.items():
+            self.used[scene] = self.used.get(scene, 0) + pixels
         for key, tally in counts.items():
             self.counts.setdefault(key, ReflectanceCounts()).merge(tally)
         for name, windows in stats.items():
@@ -154,10 +166,11 @@ class RunSession:
         notes = _plausibility(plan, self.counts)
         products = {
             key: _index_products(
-                plan, key, cogs[key], self.names[key], notes, self.partials[key], self.png_max_size
+                plan, key, cogs, self.names[key], notes, self.partials[key], self.png_max_size,
+                self.used,
             )
-            for key in cogs
-        }
+            for key in self.names
+        }  # fmt: skip
         files = _publish(self.staging, self.output_dir, products, plan.spec.products)
         for key, product in products.items():
             product.files = files[key]
@@ -202,7 +215,16 @@ def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) 
 
 def _tags(plan: Plan) -> dict[str, dict[str, str]]:
     sources = ";".join(scene.name for scene in plan.scenes)
-    return {
+    counts = {
+        count_key(index.name): {
+            "index": f"{index.name} valid observations",
+            "method": plan.spec.method,
+            "sources": sources,
+            "software": f"madrone {__version__}",
+        }
+        for index in plan.context.indices
+    }
+    return counts | {
         index.name: {
             "index": index.name,
             "long_name": index.long_name,
@@ -210,6 +232,7 @@ def _tags(plan: Plan) -> dict[str, dict[str, str]]:
             "bands": ",".join(index.bands),
             "sources": sources,
             "resampling": plan.spec.resampling,
+            "method": plan.spec.method,
             "software": f"madrone {__version__}",
         }
         for index in plan.context.indices
@@ -219,18 +242,24 @@ def _tags(plan: Plan) -> dict[str, dict[str, str]]:
 def _index_products(
     plan: Plan,
     key: str,
-    cog: str,
+    cogs: dict[str, str],
     name: str,
     notes: list[str],
     partials: dict[WindowKey, WindowStats],
     png_max_size: int,
+    used: dict[str, int],
 ) -> IndexProducts:
     index = next(i for i in plan.context.indices if i.name == key)
     style = style_for(index.name, index.domain)
+    cog = cogs[key]
     stats = merge_partials(partials, cog, histogram_edges((style.vmin, style.vmax)))
     staging = os.path.dirname(cog)
     files = {"cog": cog}
     wanted = plan.spec.products
+    observations = None
+    if count_key(key) in cogs:
+        files["count"] = cogs[count_key(key)]
+        observations = count_summary(files["count"])
     if "png" in wanted:
         files["png"] = render_png(cog, os.path.join(staging, f"{name}.png"), style, png_max_size)[
             "path"
@@ -246,28 +275,40 @@ def _index_products(
             raster_path=cog,
             index=index.to_dict(),
             stats=stats,
-            sources=[_source_record(scene) for scene in plan.scenes],
+            sources=[_source_record(scene, used) for scene in plan.scenes],
             assets={kind: os.path.basename(path) for kind, path in files.items()},
-            properties=_properties(plan, notes),
+            properties=_properties(plan, notes, observations),
         )
         write_json(files["json"], item)
     return IndexProducts(key, files, stats)
 
 
-def _source_record(scene) -> dict:
-    keep = ("href", "datetime", "platform", "processing_baseline", "product_type", "radiometry")
+def _source_record(scene, used: dict[str, int]) -> dict:
+    keep = (
+        "href", "datetime", "platform", "processing_baseline", "product_type", "cloud_cover",
+        "tile", "radiometry",
+    )  # fmt: skip
     record = {"name": scene.name}
     record.update({k: scene.metadata[k] for k in keep if scene.metadata.get(k) is not None})
+    record["pixels"] = used.get(scene.name, 0)  # output pixels of the first index it gave
     return record
 
 
-def _properties(plan: Plan, notes: list[str]) -> dict:
+def _properties(plan: Plan, notes: list[str], observations: dict | None) -> dict:
     spec = plan.spec
     properties = {
         "madrone:resampling": spec.resampling,
         "madrone:mask_classes": list(plan.context.mask_classes),
+        "madrone:method": spec.method,
+        "madrone:days": len(plan.context.groups),
         "madrone:warnings": notes,
     }
+    if observations is not None:
+        properties["madrone:observations"] = observations
+    if spec.area is not None:
+        properties["madrone:area"] = spec.area.to_dict()
+    if spec.search is not None:
+        properties["madrone:search"] = spec.search.to_dict()
     dates = sorted(s.metadata["datetime"] for s in plan.scenes if s.metadata.get("datetime"))
     if len(dates) == 1:
         properties["datetime"] = dates[0]
@@ -279,7 +320,7 @@ def _publish(
 ) -> dict[str, dict[str, str]]:
     """Move finished files (and their side-cars) into the output folder, JSON last."""
     moved: dict[str, dict[str, str]] = {}
-    order = ("cog", "png", "legend", "json")
+    order = ("cog", "count", "png", "legend", "json")
     for key, product in products.items():
         moved[key] = {}
         for kind in order:

@@ -9,10 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from madrone.area import Area
+from madrone.sources.catalog import SearchSpec
 from madrone.sources.spec import SourceSpec
 
 ALL_PRODUCTS = ("cog", "png", "legend", "json")
+# "count": per index, a COG of how many valid observations (solar days) each pixel had.
+PRODUCT_KINDS = (*ALL_PRODUCTS, "count")
 RESAMPLING_METHODS = ("nearest", "bilinear", "cubic", "average")
+# How observations of different solar days combine per pixel: the first valid one (sources
+# in order; least cloudy first after a search), their median, or the day of highest NDVI.
+COMPOSITE_METHODS = ("first", "median", "max-ndvi")
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,13 @@ class JobSpec:
         resampling: how coarser bands (and other grids) are resampled onto the output grid.
         mask_classes: SCL classes to mask; default clouds, shadow, cirrus, saturated,
             no data, and snow except for snow indices.
-        products: which of cog, png, legend, json to write.
+        products: which of cog, png, legend, json, count to write.
+        area: the area of interest; when given the output grid covers exactly it (in the
+            UTM zone of its centre unless ``crs`` says otherwise) and ``bbox`` is unused.
+        search: a STAC search run at plan time when ``sources`` is empty; its items become
+            the sources (the planned spec carries them, so workers never search).
+        method: how observations of different solar days combine (``COMPOSITE_METHODS``).
+        datetime: the acquisition date of sources that do not state one (a mosaic file).
     """
 
     sources: tuple[SourceSpec, ...]
@@ -47,10 +60,16 @@ class JobSpec:
     resampling: str = "bilinear"
     mask_classes: tuple[int, ...] | None = None
     products: tuple[str, ...] = field(default=ALL_PRODUCTS)
+    area: Area | None = None
+    search: SearchSpec | None = None
+    method: str = "first"
+    datetime: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["sources"] = [source.to_dict() for source in self.sources]
+        data["area"] = self.area.to_dict() if self.area else None
+        data["search"] = self.search.to_dict() if self.search else None
         return data
 
     @classmethod
@@ -61,4 +80,8 @@ class JobSpec:
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         values["expressions"] = tuple(tuple(pair) for pair in data.get("expressions", ()))
+        if values.get("area") is not None:
+            values["area"] = Area.from_dict(values["area"])
+        if values.get("search") is not None:
+            values["search"] = SearchSpec.from_dict(values["search"])
         return cls(**values)

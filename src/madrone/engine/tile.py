@@ -7,19 +7,23 @@ JPEG 2000 file per tile would cost more than reading it), which changes no resul
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
+from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from madrone.engine.composite import Composite, Layer, combine, tally_origins
 from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
 from madrone.errors import SourceError
 from madrone.expression import DnBand, evaluate_dn
 from madrone.grid import Grid, Tile
+from madrone.indices import IndexDef
 from madrone.products.stats import (
     WindowKey,
     WindowStats,
@@ -38,6 +42,7 @@ class TileResult:
     arrays: dict[str, np.ndarray]
     counts: dict[tuple[str, str], ReflectanceCounts] = field(default_factory=dict)
     stats: dict[str, dict[WindowKey, WindowStats]] = field(default_factory=dict)
+    contributions: dict[str, int] = field(default_factory=dict)  # scene -> pixels it gave
 
 
 @dataclass(frozen=True)
@@ -59,14 +64,86 @@ def run_tile(task: TileTask) -> TileResult:
 
 
 def _run_tile(context: TileContext, tile: Tile) -> TileResult:
-    outputs: dict[str, np.ndarray | None] = {index.name: None for index in context.indices}
     counts: dict[tuple[str, str], ReflectanceCounts] = {}
-    for scene in context.scenes:
+    names = [index.name for index in context.indices]
+    inside = _inside(context, tile)
+    groups = context.groups or tuple((i,) for i in range(len(context.scenes)))
+    if inside is not None and not inside.any():
+        combined = Composite({}, {}, {})
+    elif context.method == "first" and not context.count:
+        order = [position for group in groups for position in group]
+        layer = _first_valid(context, order, tile, list(context.indices), counts)
+        combined = Composite(layer.values, {}, tally_origins(layer.origin))
+    else:
+        indices = list(context.indices)
+        if context.ranking is not None and context.ranking.name not in names:
+            indices.append(context.ranking)
+        layers = [_first_valid(context, group, tile, indices, counts) for group in groups]
+        ranking = context.ranking.name if context.ranking is not None else None
+        combined = combine(layers, names, context.method, ranking)
+    empty = np.full((tile.height, tile.width), np.nan, dtype=np.float32)
+    outputs = {name: combined.values.get(name, empty.copy()) for name in names}
+    if inside is not None:
+        for values in outputs.values():
+            values[~inside] = np.nan
+    if context.count:
+        for name in names:
+            observed = combined.counts.get(name)
+            observed = np.zeros(empty.shape, np.uint16) if observed is None else observed
+            if inside is not None:
+                observed = np.where(inside, observed, 0)
+            outputs[count_key(name)] = observed
+    grid_shape = (context.grid.height, context.grid.width)
+    stats = {
+        name: window_partials(
+            outputs[name],
+            tile.row_off,
+            tile.col_off,
+            grid_shape,
+            histogram_edges(context.value_range(name)),
+        )
+        for name in names
+    }
+    used = {context.scenes[p].name: n for p, n in combined.contributions.items()}
+    return TileResult(tile, outputs, counts, stats, used)
+
+
+def count_key(index_name: str) -> str:
+    """The result array (and product) holding an index's valid-observation counts."""
+    return f"{index_name}_count"
+
+
+def _inside(context: TileContext, tile: Tile) -> np.ndarray | None:
+    """Pixels of the tile inside the requested polygon (None: no polygon, all inside)."""
+    if context.geometry is None:
+        return None
+    return geometry_mask(
+        [context.geometry],
+        out_shape=(tile.height, tile.width),
+        transform=context.grid.tile_affine(tile),
+        invert=True,
+    )
+
+
+def _first_valid(
+    context: TileContext,
+    positions: Sequence[int],
+    tile: Tile,
+    indices: list[IndexDef],
+    counts: dict[tuple[str, str], ReflectanceCounts],
+) -> Layer:
+    """Each index over the tile from the first scene (in ``positions`` order) valid at each
+    pixel; NaN where none is. ``origin`` records the scene behind the first index."""
+    outputs: dict[str, np.ndarray | None] = {index.name: None for index in indices}
+    origin = np.full((tile.height, tile.width), -1, dtype=np.int16)
+    primary = indices[0].name
+    for position in positions:
+        scene = context.scenes[position]
         if not scene.covers(tile):
             continue
         pending = [
             index
-            for index in context.indices
+            for index in indices
             if outputs[index.name] is None or np.isnan(outputs[index.name]).any()
         ]
         if not pending:
@@ -87,26 +164,17 @@ def _run_tile(context: TileContext, tile: Tile) -> TileResult:
             if scl is not None:
                 values[_scl_mask(scl, context.mask_classes, index.keeps_snow)] = np.nan
             out = outputs[index.name]
+            fill = np.isnan(out) if out is not None else None
             if out is None:
                 outputs[index.name] = values
             else:
-                fill = np.isnan(out)
                 out[fill] = values[fill]
-    for name, out in outputs.items():
-        if out is None:
-            outputs[name] = np.full((tile.height, tile.width), np.nan, dtype=np.float32)
-    grid_shape = (context.grid.height, context.grid.width)
-    stats = {
-        name: window_partials(
-            values,
-            tile.row_off,
-            tile.col_off,
-            grid_shape,
-            histogram_edges(context.value_range(name)),
-        )
-        for name, values in outputs.items()
-    }
-    return TileResult(tile, outputs, counts, stats)
+            if index.name == primary:
+                took = ~np.isnan(values) if fill is None else fill & ~np.isnan(values)
+                origin[took] = position
+    empty = np.full((tile.height, tile.width), np.nan, dtype=np.float32)
+    values = {name: out if out is not None else empty.copy() for name, out in outputs.items()}
+    return Layer(values, origin)
 
 
 def _read_or_fail(

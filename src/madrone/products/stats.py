@@ -202,3 +202,24 @@ def summarize(total: WindowStats, edges: np.ndarray, total_pixels: int) -> dict:
 def _round(value: float) -> float:
     """Round to 10 significant digits, as a plain Python float."""
     return float(f"{value:.{_SIGNIFICANT_DIGITS}g}")
+
+
+def count_summary(path: str) -> dict:
+    """How many valid observations the pixels of a count COG had: the mean, and pixels per
+    count (read block by block, so memory stays O(block))."""
+    totals = np.zeros(1, dtype=np.int64)
+    with rasterio.open(path) as dataset:
+        for _, window in dataset.block_windows(1):
+            counts = np.bincount(dataset.read(1, window=window).ravel())
+            if counts.size > totals.size:
+                counts[: totals.size] += totals
+                totals = counts.astype(np.int64)
+            else:
+                totals[: counts.size] += counts
+    pixels = int(totals.sum())
+    mean = float((np.arange(totals.size) * totals).sum() / pixels) if pixels else 0.0
+    return {
+        "mean": mean,
+        "max": int(np.flatnonzero(totals).max()) if pixels else 0,
+        "pixels_by_count": {str(n): int(c) for n, c in enumerate(totals) if c},
+    }

@@ -43,8 +43,12 @@ def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list[in
     return factors
 
 
+_VRT_TYPES = {"float32": "Float32", "uint16": "UInt16"}
+
+
 class CogWriter:
-    """Writes each named array of the tiles into its own single-band float32 COG.
+    """Writes each named array of the tiles into its own single-band COG (float32 with NaN
+    for nodata, unless ``dtypes`` names another type for that key).
 
     Args:
         grid: the output grid.
@@ -55,6 +59,7 @@ class CogWriter:
         zlevel: DEFLATE level (1 is as small as 6 on float32 indices, and far faster).
         cache_mb: GDAL block cache while encoding, in MiB (bounds this process's memory).
         reuse: keep raw files already in the staging folder (resuming an interrupted run).
+        dtypes: per key, ``float32`` (the default) or ``uint16`` (counts; no nodata).
     """
 
     def __init__(
@@ -67,13 +72,15 @@ class CogWriter:
         zlevel: int = 1,
         cache_mb: int = 128,
         reuse: bool = False,
+        dtypes: Mapping[str, str] | None = None,
     ) -> None:
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
         self._threads, self._zlevel, self._cache_mb = threads, zlevel, cache_mb
+        self._dtypes = {key: np.dtype((dtypes or {}).get(key, "float32")) for key in names}
         self._raw: dict[str, str] = {}
         self._fds: dict[str, int] = {}
-        size = grid.height * grid.width * 4
         for key, name in self._names.items():
+            size = grid.height * grid.width * self._dtypes[key].itemsize
             path = os.path.join(staging_dir, f"{name}.raw")
             keep = reuse and os.path.exists(path) and os.path.getsize(path) == size
             flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
@@ -90,11 +97,12 @@ class CogWriter:
         # the scene stays mapped in this process.
         width = self._grid.width
         for key, fd in self._fds.items():
-            rows = np.ascontiguousarray(arrays[key], dtype="<f4")
-            offset = (tile.row_off * width + tile.col_off) * 4
+            dtype = self._dtypes[key].newbyteorder("<")
+            rows = np.ascontiguousarray(arrays[key], dtype=dtype)
+            offset = (tile.row_off * width + tile.col_off) * dtype.itemsize
             for row in rows:
                 os.pwrite(fd, row, offset)
-                offset += width * 4
+                offset += width * dtype.itemsize
 
     def finish(self) -> dict[str, str]:
         """Build overviews and encode every raw file as a COG; return key -> COG path."""
@@ -149,17 +157,19 @@ class CogWriter:
             f'<MDI key="{escape(k)}">{escape(str(v))}</MDI>' for k, v in sorted(tags.items())
         )
         geotransform = ", ".join(repr(v) for v in grid.affine.to_gdal())
+        dtype = self._dtypes[key]
+        nodata = "<NoDataValue>nan</NoDataValue>" if dtype.kind == "f" else ""
         vrt = f"""<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">
   <SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>
   <GeoTransform>{geotransform}</GeoTransform>
   <Metadata>{metadata}</Metadata>
-  <VRTRasterBand dataType="Float32" band="1" subClass="VRTRawRasterBand">
+  <VRTRasterBand dataType="{_VRT_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">
     <Description>{escape(tags.get("index", key))}</Description>
-    <NoDataValue>nan</NoDataValue>
+    {nodata}
     <SourceFilename relativeToVRT="1">{escape(os.path.basename(raw))}</SourceFilename>
     <ImageOffset>0</ImageOffset>
-    <PixelOffset>4</PixelOffset>
-    <LineOffset>{grid.width * 4}</LineOffset>
+    <PixelOffset>{dtype.itemsize}</PixelOffset>
+    <LineOffset>{grid.width * dtype.itemsize}</LineOffset>
     <ByteOrder>LSB</ByteOrder>
   </VRTRasterBand>
 </VRTDataset>

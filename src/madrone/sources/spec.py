@@ -24,6 +24,8 @@ class SourceSpec:
         band_map: band -> 1-based index for a multi-band raster (``--band-map B04=3``).
         offset: DN offset overriding the metadata (``--offset``).
         scale: reflectance per DN overriding the metadata (``--scale``).
+        item: a whole STAC item (absolute hrefs), as a catalog search returns it, so the
+            item is read the same way on every machine without its catalog.
     """
 
     path: str = ""
@@ -31,6 +33,7 @@ class SourceSpec:
     band_map: dict[str, int] = field(default_factory=dict)
     offset: float | None = None
     scale: float | None = None
+    item: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +44,8 @@ class SourceSpec:
 
     @property
     def label(self) -> str:
+        if self.item is not None:
+            return str(self.item.get("id", "STAC item"))
         return self.path or ", ".join(f"{b}={p}" for b, p in self.bands.items())
 
 
@@ -51,6 +56,10 @@ def open_source(spec: SourceSpec) -> Scene:
 
 
 def _open_kind(spec: SourceSpec) -> Scene:
+    if spec.item is not None:
+        from madrone.sources.stac import read_stac_item
+
+        return read_stac_item(spec.item)
     if spec.bands:
         return read_band_files(spec.bands)
     path = spec.path

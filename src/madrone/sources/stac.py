@@ -31,20 +31,28 @@ NON_BAND_ROLES = frozenset({"thumbnail", "overview", "visual", "metadata"})
 _BASELINE_IN_NAME = re.compile(r"_N(\d{4})_")
 
 
-def read_stac_item(href: str) -> Scene:
-    """Read a STAC item JSON (local path or http(s) URL) into a Scene; no pixels are read.
+def read_stac_item(item: str | dict[str, Any]) -> Scene:
+    """Read a STAC item into a Scene; no pixels are read.
+
+    Args:
+        item: an item JSON's local path or http(s) URL, or an item dict with absolute
+            asset hrefs (as ``search_items`` returns); a dict is named in messages and
+            metadata by its self link, else by its id.
 
     Raises:
         SourceError: the href cannot be fetched, is not JSON, is not a STAC item, has no
             Sentinel-2 band assets, or an asset has an href GDAL cannot reach.
     """
-    item = _load_item(href)
-    props = item.properties
+    if isinstance(item, dict):
+        href, stac_item = _item_name(item), _item_from_dict(item)
+    else:
+        href, stac_item = item, _load_item(item)
+    props = stac_item.properties
     applied = stac_offset_applied(props)
-    baseline = _baseline_text(item)
+    baseline = _baseline_text(stac_item)
     bands: dict[str, BandRef] = {}
     phrases: dict[str, str] = {}
-    for band_id, key, asset in _band_assets(item):
+    for band_id, key, asset in _band_assets(stac_item):
         uri = _asset_uri(href, key, asset)
         if band_id == "SCL":
             bands[band_id] = BandRef(uri, 1, scale=1.0, offset=0.0, nodata=0.0)
@@ -53,13 +61,13 @@ def read_stac_item(href: str) -> Scene:
         bands[band_id], phrases[band_id] = _spectral_ref(uri, raster, props, applied, baseline)
     if not bands:
         raise SourceError(
-            f"{href}: STAC item {item.id} has no Sentinel-2 band assets "
-            f"(assets: {', '.join(sorted(item.assets)) or 'none'})"
+            f"{href}: STAC item {stac_item.id} has no Sentinel-2 band assets "
+            f"(assets: {', '.join(sorted(stac_item.assets)) or 'none'})"
         )
     metadata = {
         "href": href,
-        "datetime": _datetime_text(item),
-        "platform": props.get("platform") or item.common_metadata.platform,
+        "datetime": _datetime_text(stac_item),
+        "platform": props.get("platform") or stac_item.common_metadata.platform,
         "product_type": props.get("s2:product_type"),
         "processing_baseline": baseline,
         "cloud_cover": props.get("eo:cloud_cover"),
@@ -67,7 +75,7 @@ def read_stac_item(href: str) -> Scene:
         "boa_offset_applied": applied,
         "radiometry": _summarise(phrases),
     }
-    return Scene(item.id, bands, metadata)
+    return Scene(stac_item.id, bands, metadata)
 
 
 def _load_item(href: str) -> pystac.Item:
@@ -82,6 +90,23 @@ def _load_item(href: str) -> pystac.Item:
     except Exception as error:
         raise SourceError(f"{href}: cannot read a STAC item ({error})") from error
     return item
+
+
+def _item_name(data: dict[str, Any]) -> str:
+    for link in data.get("links") or []:
+        if isinstance(link, dict) and link.get("rel") == "self" and link.get("href"):
+            return str(link["href"])
+    return str(data.get("id") or "STAC item dict")
+
+
+def _item_from_dict(data: dict[str, Any]) -> pystac.Item:
+    try:
+        return pystac.Item.from_dict(data)
+    except pystac.STACTypeError as error:
+        raise SourceError(f"{_item_name(data)}: not a STAC item ({error})") from error
+    # A dict missing required fields fails with KeyError, TypeError, ValueError and more.
+    except Exception as error:
+        raise SourceError(f"{_item_name(data)}: cannot read a STAC item ({error})") from error
 
 
 def _band_assets(item: pystac.Item) -> list[tuple[str, str, pystac.Asset]]:

@@ -182,14 +182,16 @@ class MasterService(pb_grpc.MasterServicer):
         try:
             spec = JobSpec.from_dict(json.loads(request.spec_json))
             check_paths(spec, self.roots)
-            checked = plan(spec)
+            checked = plan(spec, settings=self.settings)
         except (ValueError, TypeError, KeyError) as error:
             yield pb.JobEvent(job=job_id, state="failed", message=f"bad job spec: {error}")
             return
         except MadroneError as error:
             yield pb.JobEvent(job=job_id, state="failed", message=str(error))
             return
-        job = Job(job_id, request.spec_json, checked, tiles={t.key: t for t in checked.tiles})
+        # Workers get the planned spec: a catalog search is resolved once, here.
+        planned = json.dumps(checked.spec.to_dict())
+        job = Job(job_id, planned, checked, tiles={t.key: t for t in checked.tiles})
         with self.cond:
             self.jobs[job_id] = job
             self.queue.append(job_id)
@@ -329,9 +331,14 @@ def check_paths(spec: JobSpec, roots: list[str]) -> None:
     """Refuse local paths outside the master's roots: a client must not make the master
     read or write arbitrary files. URLs (GDAL virtual file systems) are the sources' own."""
     paths = [("output folder", spec.output_dir)]
+    if spec.search is not None:
+        paths.append(("catalog", spec.search.catalog))
     for source in spec.sources:
         paths += [("source", source.path)] if source.path else []
         paths += [("band file", path) for path in source.bands.values()]
+        if source.item is not None:
+            assets = (source.item.get("assets") or {}).values()
+            paths += [("STAC asset", str(a.get("href", ""))) for a in assets if isinstance(a, dict)]
     for what, path in paths:
         if path.startswith(REMOTE_PREFIXES):
             if path.startswith("/vsi") and not path.startswith(

@@ -75,8 +75,8 @@ def result_from_chunks(
         raise InputError("the result stream ended before its last chunk")
     size = tile.height * tile.width * 4
     arrays = {name: _decode(pieces, size, ids.task, name, tile) for name, pieces in parts.items()}
-    counts, stats = meta_from_json(meta, ids.task)
-    return ids, TileResult(tile, arrays, counts, stats)
+    counts, stats, used = meta_from_json(meta, ids.task)
+    return ids, TileResult(tile, arrays, counts, stats, used)
 
 
 def _decode(pieces: list, size: int, task: str, name: str, tile: Tile) -> np.ndarray:

@@ -1,0 +1,101 @@
+"""What the commands share: running a spec with a progress bar, submitting it to a master,
+and printing where the products went."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import warnings
+
+import click
+
+from madrone.api import run
+from madrone.config import Settings
+from madrone.engine.run import RunResult
+
+
+def run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> RunResult:
+    settings = Settings.from_env()
+    show_bar = not quiet and sys.stderr.isatty()
+    bar = None
+    state = {}
+
+    def on_plan(plan) -> None:
+        nonlocal bar
+        if not quiet:
+            grid = plan.grid
+            click.echo(
+                f"{plan.name}: {', '.join(i.name for i in plan.context.indices)} on "
+                f"{grid.width}x{grid.height} px at {grid.res_x:g} m ({grid.crs}), "
+                f"{len(plan.tiles)} tiles of {plan.tile_size}",
+                err=True,
+            )
+        if show_bar:
+            bar = click.progressbar(
+                length=len(plan.tiles), label="tiles", file=sys.stderr, show_eta=True, show_pos=True
+            )
+            bar.__enter__()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done - state.get("done", 0))
+        state["done"] = done
+
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = run(
+                spec,
+                workers=workers,
+                executor=executor,
+                settings=settings,
+                progress=progress,
+                on_plan=on_plan,
+            )
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    for warning in caught:
+        click.echo(f"madrone: warning: {warning.message}", err=True)
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def submit_to_master(spec, master_address: str, quiet: bool) -> None:
+    from madrone.cli.cluster import read_pem
+    from madrone.executors.grpc.client import submit
+
+    settings = Settings.from_env()
+    ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
+    bar = None
+    if not quiet and sys.stderr.isatty():
+        bar = click.progressbar(length=1, label="tiles", file=sys.stderr, show_pos=True)
+    state = {"done": 0}
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.length = total
+            bar.update(done - state["done"])
+        state["done"] = done
+
+    with bar if bar is not None else contextlib.nullcontext():
+        summary = submit(spec, master_address, settings.token or None, ca, progress)
+    if not quiet:
+        click.echo(f"products in {summary['output_dir']}:")
+        for key, product in summary["products"].items():
+            mean = product["stats"]["mean"]
+            click.echo(f"  {key}: mean {'n/a' if mean is None else f'{mean:.3f}'}")
+            for path in product["files"].values():
+                click.echo(f"    {path}")
+
+
+def print_summary(result: RunResult) -> None:
+    click.echo(f"done in {result.elapsed:.1f} s; products in {result.output_dir}:")
+    for key, product in result.products.items():
+        stats = product.stats
+        mean = "n/a" if stats["mean"] is None else f"{stats['mean']:.3f}"
+        click.echo(f"  {key}: mean {mean}, valid {stats['valid_fraction']:.1%}")
+        for path in product.files.values():
+            click.echo(f"    {path}")

@@ -1,0 +1,107 @@
+"""Combining observations per pixel: scenes of one solar day, then days by a method.
+
+Scenes taken on the same solar day are one observation of the ground (adjacent tiles of one
+satellite pass, or overlapping products of it): within a day the first valid pixel wins.
+Days then combine per pixel by ``first`` (the first day with a valid pixel, days in the order
+of their least cloudy scene), ``median`` (of the valid days' index values) or ``max-ndvi``
+(every index from the day whose NDVI is highest there, the classic greenest-pixel
+composite). Everything here is pure: arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pyproj import Transformer
+
+from madrone.grid import Grid
+from madrone.sources.base import Scene
+from madrone.sources.catalog import solar_day
+
+
+@dataclass
+class Layer:
+    """One day's values over a tile: per index (NaN where invalid), and which scene (its
+    position in the context) gave each pixel of the first index, -1 for none."""
+
+    values: dict[str, np.ndarray]
+    origin: np.ndarray
+
+
+@dataclass
+class Composite:
+    """A tile's combined values, valid days per index and pixels given per scene."""
+
+    values: dict[str, np.ndarray]
+    counts: dict[str, np.ndarray]
+    contributions: dict[int, int]
+
+
+def composite_groups(scenes: Sequence[Scene], grid: Grid) -> tuple[tuple[int, ...], ...]:
+    """Scene positions grouped by solar day at the grid's centre longitude, groups in the
+    order of their first scene (sources in the order given; a search lists the least cloudy
+    first). A scene with no date is a day of its own."""
+    centre_x = grid.transform[2] + grid.width * grid.res_x / 2
+    centre_y = grid.transform[5] - grid.height * grid.res_y / 2
+    lon, _ = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
+        centre_x, centre_y
+    )
+    groups: dict[object, list[int]] = {}
+    for position, scene in enumerate(scenes):
+        when = scene.metadata.get("datetime")
+        key = solar_day(str(when), lon) if when else ("undated", position)
+        groups.setdefault(key, []).append(position)
+    return tuple(tuple(members) for members in groups.values())
+
+
+def combine(
+    layers: Sequence[Layer], names: Sequence[str], method: str, ranking: str | None = None
+) -> Composite:
+    """Combine day layers per pixel by ``method``; ``ranking`` names the index max-ndvi
+    ranks days by (present in every layer)."""
+    primary = names[0]
+    stacks = {name: np.stack([layer.values[name] for layer in layers]) for name in names}
+    counts = {name: np.count_nonzero(~np.isnan(stack), axis=0) for name, stack in stacks.items()}
+    origins = np.stack([layer.origin for layer in layers])
+    if method == "median":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+            values = {
+                name: np.nanmedian(stack, axis=0).astype(np.float32)
+                for name, stack in stacks.items()
+            }
+        used = origins[~np.isnan(stacks[primary])]
+        return Composite(values, counts, tally_origins(used))
+    if method == "max-ndvi":
+        rank = np.stack([layer.values[ranking] for layer in layers])
+        choice = _pick(rank)
+    else:
+        choice = _pick_first(stacks[primary])
+    rows, cols = np.indices(choice.shape)
+    values = {name: stack[choice, rows, cols] for name, stack in stacks.items()}
+    if method == "max-ndvi":
+        nothing = np.isnan(rank).all(axis=0)
+        for array in values.values():
+            array[nothing] = np.nan
+    picked = origins[choice, rows, cols]
+    return Composite(values, counts, tally_origins(picked[~np.isnan(values[primary])]))
+
+
+def _pick(rank: np.ndarray) -> np.ndarray:
+    """Per pixel, the layer with the highest value (the first on ties; 0 if all NaN)."""
+    filled = np.where(np.isnan(rank), -np.inf, rank)
+    return np.argmax(filled, axis=0)
+
+
+def _pick_first(stack: np.ndarray) -> np.ndarray:
+    """Per pixel, the first layer with a valid value (0 if none)."""
+    return np.argmax(~np.isnan(stack), axis=0)
+
+
+def tally_origins(origins: np.ndarray) -> dict[int, int]:
+    """Pixels per scene position in an origin array (-1: no scene)."""
+    positions, pixels = np.unique(origins[origins >= 0], return_counts=True)
+    return {int(p): int(n) for p, n in zip(positions, pixels, strict=True)}
