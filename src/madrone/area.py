@@ -135,7 +135,9 @@ def area_from_geojson(source: str | dict[str, Any]) -> Area:
         shifted = [lon + 360 if lon < 0 else lon for lon in lons]
         west, east = min(shifted), _wrap(max(shifted))
     area = Area((west, min(lats), east, max(lats)), geometry)
-    if area.area_km2() <= 0:
+    # Points along one line enclose (almost) nothing: a geodesic sliver of the box.
+    box_km2 = Area(area.bbox).area_km2()
+    if box_km2 <= 0 or area.area_km2() <= 1e-3 * box_km2:
         raise InputError(f"{label}: the polygon encloses no area")
     return area
 
