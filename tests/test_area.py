@@ -147,5 +147,5 @@ def test_bad_polygons_are_named(text: str, words: list[str]) -> None:
 
 
 def test_missing_geojson_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="nowhere.geojson: cannot read"):
+    with pytest.raises(InputError, match=r"nowhere\.geojson: cannot read"):
         area_from_geojson(str(tmp_path / "nowhere.geojson"))

@@ -216,7 +216,8 @@ def test_pixels_outside_the_polygon_are_nodata(tmp_path: Path) -> None:
     np.testing.assert_array_equal(inside[valid], whole[valid])
     to_pixel = ~profile["transform"]
     to_utm = Transformer.from_crs("EPSG:4326", profile["crs"], always_xy=True)
-    for lon, lat, expected in ((west + 0.01, south + 0.01, True), (east - 0.01, north - 0.01, False)):
+    probes = ((west + 0.01, south + 0.01, True), (east - 0.01, north - 0.01, False))
+    for lon, lat, expected in probes:
         col, row = to_pixel * to_utm.transform(lon, lat)
         assert valid[int(row), int(col)] == expected  # south-west corner in, north-east out
 
@@ -224,12 +225,15 @@ def test_pixels_outside_the_polygon_are_nodata(tmp_path: Path) -> None:
 def test_planned_spec_carries_the_items_so_workers_never_search(
     data_dir: Path, tmp_path: Path
 ) -> None:
-    spec = build_mosaic_spec(bbox=BOX, source=str(data_dir / CATALOG / "catalog.json"),
-                             datetime="2023-08-13", resolution=120, output_dir=str(tmp_path))  # fmt: skip
+    catalog = str(data_dir / CATALOG / "catalog.json")
+    spec = build_mosaic_spec(
+        bbox=BOX, source=catalog, datetime="2023-08-13", resolution=120, output_dir=str(tmp_path)
+    )
     assert JobSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     planned = plan(spec)
     assert [s.item["id"] for s in planned.spec.sources] == [
-        "S2B_33TWM_20230813_0_L2A", "S2B_33TWL_20230813_0_L2A"
+        "S2B_33TWM_20230813_0_L2A",
+        "S2B_33TWL_20230813_0_L2A",
     ]  # least cloudy first
     wire = json.loads(json.dumps(planned.spec.to_dict()))
     wire["search"]["catalog"] = str(tmp_path / "gone.json")  # a worker cannot search
