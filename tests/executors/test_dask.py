@@ -10,7 +10,7 @@ import distributed
 import pytest
 from click.testing import CliRunner
 
-from madrone import process
+from madrone import mosaic, process
 from madrone.cli.main import cli
 from madrone.executors.dask import DaskExecutor
 
@@ -61,3 +61,17 @@ def test_unreachable_scheduler_is_a_clear_error(data_dir: Path, tmp_path: Path) 
     assert result.exit_code == 2
     assert "--dask tcp://127.0.0.1:9: cannot reach the scheduler" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dask_median_mosaic_equals_local(data_dir: Path, tmp_path: Path, cluster) -> None:
+    request = dict(
+        bbox=(15.2, 45.7, 15.8, 46.3),
+        source=str(data_dir / "stac_L2A_T33TWL_T33TWM_202308/catalog.json"),
+        datetime="2023-08-01/2023-08-31", method="median", resolution=120, tile_size=128,
+    )  # fmt: skip
+    mosaic(output_dir=str(tmp_path / "local"), workers=2, **request)
+    result = mosaic(output_dir=str(tmp_path / "dask"),
+                    executor=DaskExecutor(cluster.scheduler_address), **request)  # fmt: skip
+    assert result.tiles == 20
+    local, dask = products(tmp_path / "local"), products(tmp_path / "dask")
+    assert len(local) == 7 and local == dask

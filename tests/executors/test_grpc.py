@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from madrone import process
-from madrone.api import build_spec
+from madrone import mosaic, process
+from madrone.api import build_mosaic_spec, build_spec
 from madrone.errors import InputError, ProcessingError
 from madrone.executors.grpc.client import submit
 
@@ -95,6 +95,24 @@ def test_master_and_two_workers_equal_local(data_dir: Path, tmp_path: Path) -> N
     assert summary["products"]["NDVI"]["stats"]["valid_pixels"] > 800_000
     assert seen[-1] == (25, 25)
     assert products(tmp_path / "local") == products(tmp_path / "grpc")
+
+
+def test_mosaic_search_runs_once_on_the_master_and_equals_local(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    request = dict(
+        bbox=(15.2, 45.7, 15.8, 46.3),
+        source=str(data_dir / "stac_L2A_T33TWL_T33TWM_202308/catalog.json"),
+        datetime="2023-08-01/2023-08-31", method="max-ndvi", resolution=120, tile_size=128,
+    )  # fmt: skip
+    mosaic(output_dir=str(tmp_path / "local"), workers=1, **request)
+    spec = build_mosaic_spec(output_dir=str(tmp_path / "grpc"), **request)
+    assert spec.sources == () and spec.search is not None  # the master searches
+    with grpc_cluster([data_dir, tmp_path]) as (address, _):
+        summary = submit(spec, address)
+    assert summary["products"]["NDVI"]["stats"]["valid_pixels"] > 200_000
+    local, remote = products(tmp_path / "local"), products(tmp_path / "grpc")
+    assert len(local) == 7 and local == remote
 
 
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stalled"])

@@ -10,7 +10,7 @@ from importlib import resources
 import click
 
 from madrone import __version__
-from madrone.api import build_spec
+from madrone.api import build_mosaic_spec, build_spec
 from madrone.cli import cluster as cluster_commands
 from madrone.cli.mosaic import mosaic as mosaic_command
 from madrone.cli.options import (
@@ -24,6 +24,7 @@ from madrone.cli.report import print_summary, run_with_progress, submit_to_maste
 from madrone.config import Settings
 from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS
 from madrone.errors import MadroneError
+from madrone.sources.mosaic import SAMPLE_CORNERS
 from madrone.sources.spec import SourceSpec
 
 
@@ -128,14 +129,23 @@ def process(
 @click.option("--workers", type=int, help="Local processes (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True)
 def demo(output_dir: str | None, workers: int | None, quiet: bool) -> None:
-    """NDVI and NDSI of a real Sentinel-2 scene bundled with madrone."""
+    """NDVI and NDSI of a real Sentinel-2 scene bundled with madrone, then an area request
+    (two corners) from the bundled sample mosaic."""
     settings = Settings.from_env()
     scene = resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo"
     output_dir = output_dir or settings.output_dir
     spec = build_spec([str(scene)], ["ndvi", "ndsi"], output_dir, name="demo_T18SVG_20160112")
     result = run_with_progress(spec, workers, quiet)
     print_summary(result)
-    click.echo(f"open {os.path.join(result.output_dir, 'demo_T18SVG_20160112_ndvi.png')} to look")
+    corners = ",".join(f"{v:g}" for v in SAMPLE_CORNERS)
+    click.echo(f"\nan area request: madrone mosaic --corners {corners} --index ndvi,ndsi")
+    area = build_mosaic_spec(
+        corners=SAMPLE_CORNERS, indices=["ndvi", "ndsi"], output_dir=output_dir,
+        name="demo_mosaic_T29RKH_20200219",
+    )  # fmt: skip
+    print_summary(run_with_progress(area, workers, quiet))
+    for name in ("demo_T18SVG_20160112_ndvi.png", "demo_mosaic_T29RKH_20200219_ndvi.png"):
+        click.echo(f"open {os.path.join(result.output_dir, name)} to look")
 
 
 @cli.command(name="indices")
