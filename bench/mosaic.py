@@ -68,6 +68,8 @@ CASES = ("local", "http", "composite")
 TOOL_NAMES = ("madrone", "rasterio", "rioxarray-dask", "gdal")
 COMPOSITE_TOOLS = ("madrone", "rasterio")
 REFERENCE = "rasterio"
+# The composite's union of two tiles is about 23,600 km2, over madrone's default area limit.
+TOOL_ENV = {**os.environ, "MADRONE_MAX_AREA_KM2": "0"}
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,7 @@ def run_tool(tool: Tool, request: Request, out: Path, args: argparse.Namespace) 
     out.mkdir(parents=True)
     print(f"  {tool.name} ...", end="", flush=True)
     server_before = http_server_cpu_s()
-    m = run_measured(argv, timeout_s=args.timeout)
+    m = run_measured(argv, env=TOOL_ENV, timeout_s=args.timeout)
     server_cpu = http_server_cpu_s() - server_before
     other_cpu = max(0.0, m.other_cpu_s - server_cpu)
     row.update(
@@ -316,42 +318,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    case: Case = QUICK if args.quick else FULL
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"WARNING: load average is {load:.2f}: something else is running", flush=True)
-    mosaic = write_mosaic(case)
-    grid = output_grid(case.request_wsen, 10.0)
+def describe_mosaic(case: Case, mosaic: Path, grid: OutputGrid) -> dict[str, Any]:
+    """The mosaic, the request's grid, and the bytes the request needs from the mosaic."""
     footprint = footprint_wsen(grid)
-    results: dict[str, Any] = {
-        "command": shlex.join(["python", "bench/mosaic.py", *(argv or sys.argv[1:])]),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "case": case.name,
-        "machine": machine_facts(),
-        "load_average_at_start": round(load, 2),
-        "mosaic": {
-            "path": str(mosaic.relative_to(ROOT)),
-            "wsen": case.mosaic_wsen,
-            "file_bytes": mosaic.stat().st_size,
-            "request_wsen": case.request_wsen,
-            "grid": {
-                "crs": grid.crs,
-                "bounds": grid.bounds_arg(),
-                "width": grid.width,
-                "height": grid.height,
-            },
-            "footprint_wsen": footprint,
-            "needed_bytes": needed_bytes(mosaic, footprint, ("B04", "B08")),
-            "needed_bytes_all_bands": needed_bytes(mosaic, footprint, BANDS),
-        },
-        "sections": {},
+    return {
+        "path": str(mosaic.relative_to(ROOT)),
+        "wsen": case.mosaic_wsen,
+        "file_bytes": mosaic.stat().st_size,
+        "request_wsen": case.request_wsen,
+        "grid": _grid_facts(grid),
+        "footprint_wsen": footprint,
+        "needed_bytes": needed_bytes(mosaic, footprint, ("B04", "B08")),
+        "needed_bytes_all_bands": needed_bytes(mosaic, footprint, BANDS),
     }
-    out_root = BENCH / "data" / "mosaic-out" / case.name
-    tools = [TOOLS[name] for name in args.only]
 
-    def local_request(url: str | None = None) -> Request:
+
+def _grid_facts(grid: OutputGrid) -> dict[str, Any]:
+    return {
+        "crs": grid.crs,
+        "bounds": grid.bounds_arg(),
+        "width": grid.width,
+        "height": grid.height,
+    }
+
+
+def run_mosaic_cases(
+    case: Case, mosaic: Path, grid: OutputGrid, args: argparse.Namespace, results: dict
+) -> None:
+    """The local and HTTP sections: every tool on the request from the synthetic mosaic."""
+    tools = [TOOLS[name] for name in args.only]
+    out_root = BENCH / "data" / "mosaic-out" / case.name
+
+    def request(url: str | None = None) -> Request:
         if url is None:
             return Request(str(mosaic), str(mosaic), case.request_wsen, grid)
         href = f"{url}/{mosaic.name}"
@@ -360,59 +358,72 @@ def main(argv: list[str] | None = None) -> int:
     if "local" in args.cases:
         print(f"local mosaic: {mosaic.relative_to(ROOT)}", flush=True)
         results["sections"]["local"] = run_section(
-            tools, local_request, out_root / "local", args, warm=mosaic.parent
+            tools, request, out_root / "local", args, warm=mosaic.parent
         )
     if "http" in args.cases:
         print("mosaic over HTTP (tests/support/http.py range server)", flush=True)
         rows = run_section(
-            tools,
-            local_request,
-            out_root / "http",
-            args,
-            served=mosaic.parent,
-            warm=mosaic.parent,
+            tools, request, out_root / "http", args, served=mosaic.parent, warm=mosaic.parent
         )
         needed = results["mosaic"]["needed_bytes"]
         for row in rows:
             if row["status"] == "ok":
                 row["read_to_needed"] = round(row["http_bytes"] / needed, 3)
         results["sections"]["http"] = rows
+
+
+def run_composite(case: Case, args: argparse.Namespace, results: dict) -> None:
+    """The composite section: a 5-date median from the real static catalog at 120 m."""
+    wsen = case.composite_wsen or catalog_union_wsen()
+    grid = output_grid(wsen, 120.0)
+    results["composite"] = {
+        "catalog": str(CATALOG),
+        "wsen": wsen,
+        "datetime": DATETIME,
+        "area": "a 0.4 degree box across both tiles"
+        if case.composite_wsen
+        else "the union of the items' footprints",
+        "grid": _grid_facts(grid),
+    }
+    request = Request(str(CATALOG), str(CATALOG), wsen, grid, composite=True)
+    tools = [
+        Tool(name, COMPOSITE_LABELS[name], TOOLS[name].command)
+        for name in COMPOSITE_TOOLS
+        if name in args.only
+    ]
+    print(f"5-date median composite: {CATALOG}", flush=True)
+    out = BENCH / "data" / "mosaic-out" / case.name / "composite"
+    results["sections"]["composite"] = run_section(tools, lambda: request, out, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    case: Case = QUICK if args.quick else FULL
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"WARNING: load average is {load:.2f}: something else is running", flush=True)
+    mosaic = write_mosaic(case)
+    grid = output_grid(case.request_wsen, 10.0)
+    results: dict[str, Any] = {
+        "command": shlex.join(["python", "bench/mosaic.py", *(argv or sys.argv[1:])]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "case": case.name,
+        "machine": machine_facts(),
+        "load_average_at_start": round(load, 2),
+        "mosaic": describe_mosaic(case, mosaic, grid),
+        "sections": {},
+    }
+    run_mosaic_cases(case, mosaic, grid, args, results)
     if "composite" in args.cases:
-        wsen = case.composite_wsen or catalog_union_wsen()
-        grid120 = output_grid(wsen, 120.0)
-        results["composite"] = {
-            "catalog": str(CATALOG),
-            "wsen": wsen,
-            "datetime": DATETIME,
-            "area": "a 0.4 degree box across both tiles"
-            if case.composite_wsen
-            else "the union of the items' footprints",
-            "grid": {
-                "crs": grid120.crs,
-                "bounds": grid120.bounds_arg(),
-                "width": grid120.width,
-                "height": grid120.height,
-            },
-        }
-        request = Request(str(CATALOG), str(CATALOG), wsen, grid120, composite=True)
-        composite_tools = [
-            Tool(name, COMPOSITE_LABELS[name], TOOLS[name].command)
-            for name in COMPOSITE_TOOLS
-            if name in args.only
-        ]
-        print(f"5-date median composite: {CATALOG}", flush=True)
-        results["sections"]["composite"] = run_section(
-            composite_tools, lambda: request, out_root / "composite", args, warm=None
-        )
+        run_composite(case, args, results)
     if not args.keep_outputs:
-        shutil.rmtree(out_root, ignore_errors=True)
+        shutil.rmtree(BENCH / "data" / "mosaic-out" / case.name, ignore_errors=True)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
 
-    markdown = report.format_markdown(results)
     print()
     print(report.format_console(results))
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "mosaic.md").write_text(markdown)
+    (args.results / "mosaic.md").write_text(report.format_markdown(results))
     report.write_json(args.results / "mosaic.json", results)
     print(f"\nwrote {args.results}/mosaic.md and mosaic.json")
     rows = [row for section in results["sections"].values() for row in section]

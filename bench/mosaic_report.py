@@ -76,7 +76,7 @@ def _cells(row: Row, http: bool) -> list[str]:
         f"{row['wall_s']:.1f}",
         f"{row['cpu_s']:.1f}",
         f"{row['peak_rss_mib']:.0f}",
-        f"{row['mpx_per_s']:.1f}",
+        f"{row['mpx_per_s']:.2f}",
     ]
     if http:
         cells += [

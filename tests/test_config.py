@@ -45,3 +45,16 @@ def test_workers_resolve_to_cores() -> None:
     assert Settings(workers=0).resolved_workers(3) == 3
     with pytest.raises(InputError, match="-1"):
         Settings().resolved_workers(-1)
+
+
+def test_area_limit_and_stac_headers() -> None:
+    settings = Settings.from_env(
+        {"MADRONE_MAX_AREA_KM2": "2500.5", "MADRONE_STAC_HEADERS": "X-Api-Key: a:b; Accept: json"}
+    )
+    assert settings.max_area_km2 == 2500.5
+    assert settings.stac_header_map() == {"X-Api-Key": "a:b", "Accept": "json"}
+    assert Settings().stac_header_map() == {}
+    with pytest.raises(InputError, match="MADRONE_MAX_AREA_KM2='big' is not a number"):
+        Settings.from_env({"MADRONE_MAX_AREA_KM2": "big"})
+    with pytest.raises(InputError, match="'token-without-name' is not 'Name: value'"):
+        Settings(stac_headers="token-without-name").stac_header_map()

@@ -94,3 +94,20 @@ def test_antimeridian_search_repeats_the_split_box(data_dir: Path, outdir: Path)
     result = invoke("--bbox", "179.8,-17,-179.8,-16.8", "--source", str(data_dir / CATALOG),
                     "-o", str(outdir))  # fmt: skip
     assert_refused(result, outdir, "no items", "179.8")
+
+
+def test_stac_api_key_comes_from_the_settings(data_dir: Path, outdir: Path) -> None:
+    from tests.support.stac_api import API_KEY, API_KEY_HEADER, serve_stac_api
+
+    folder = str(data_dir / "stac_L2A_T33TWL_T33TWM_202308")
+    args = ["--bbox", "15.2,45.7,15.8,46.3", "--resolution", "240", "--datetime", "2023-08-13",
+            "--products", "cog", "-o", str(outdir), "--workers", "1"]  # fmt: skip
+    with serve_stac_api(folder, require_key=True) as url:
+        refused = invoke("--source", url, *args)
+        assert_refused(refused, outdir, url)
+        env = {"MADRONE_STAC_HEADERS": f"{API_KEY_HEADER}: {API_KEY}"}
+        result = invoke("--source", url, *args, env=env)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(outdir / "mosaic_ndvi.tif") as dataset:
+        assert dataset.crs.to_epsg() == 32633
+        assert np.nanmean(dataset.read(1)) > 0.5  # August forest and fields
