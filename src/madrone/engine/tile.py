@@ -267,10 +267,12 @@ def _read_warped(
     read: BandRead, grid: Grid, tile: Tile, resampling: str, dtype: type
 ) -> np.ndarray:
     """Resample a band onto the output grid (another resolution, alignment or CRS)."""
-    key = (read.ref.uri, read.ref.band_index, grid, resampling, np.dtype(dtype).str)
+    # One warped view per file, not per band: the warper processes every band of a block
+    # at once, so a second band of a multi-band mosaic then comes from GDAL's block cache.
+    src_nodata = read.ref.nodata if read.ref.nodata is not None else read.file_nodata
+    key = (read.ref.uri, src_nodata, grid, resampling, np.dtype(dtype).str)
     vrt = _WARPED.get(key)
     if vrt is None or vrt.closed:
-        src_nodata = read.ref.nodata if read.ref.nodata is not None else read.file_nodata
         vrt = _WARPED[key] = WarpedVRT(
             _dataset(read.ref.uri),
             crs=grid.crs,
