@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ from madrone import mosaic, process
 from madrone.api import build_mosaic_spec, build_spec
 from madrone.errors import InputError, ProcessingError
 from madrone.executors.grpc.client import submit
+from madrone.executors.grpc.master import check_paths
+from madrone.sources.spec import SourceSpec
 
 T29 = "L2A_T29RKH_20200219_100m"
 COMMAND = [sys.executable, "-m", "madrone.cli"]
@@ -236,6 +239,21 @@ def test_paths_outside_the_masters_roots_are_refused(data_dir: Path, tmp_path: P
     outside_output = pytest.raises(InputError, match="output folder /etc/madrone-out is outside")
     with grpc_cluster([data_dir], workers=0) as (address, _), outside_output:
         submit(elsewhere, address)
+
+
+def test_catalogs_and_item_assets_outside_the_roots_are_refused(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    catalog = str(data_dir / "stac_L2A_T33TWL_T33TWM_202308/catalog.json")
+    search = build_mosaic_spec(bbox=(15.2, 45.7, 15.8, 46.3), source=catalog,
+                               output_dir=str(tmp_path))  # fmt: skip
+    check_paths(search, [str(data_dir), str(tmp_path)])
+    with pytest.raises(InputError, match=r"catalog .*catalog\.json is outside the folders"):
+        check_paths(search, [str(tmp_path)])
+    item = {"id": "x", "assets": {"red": {"href": "/etc/shadow"}, "web": {"href": "https://a/b"}}}
+    smuggled = replace(search, sources=(SourceSpec(item=item),))
+    with pytest.raises(InputError, match="STAC asset /etc/shadow is outside"):
+        check_paths(smuggled, [str(data_dir), str(tmp_path)])
 
 
 def test_restarted_master_resumes_from_written_tiles(data_dir: Path, tmp_path: Path) -> None:
