@@ -255,3 +255,17 @@ def test_scenes_by_day_are_grouped_and_ordered(data_dir: Path, tmp_path: Path) -
     assert all(len(dates) == 1 for dates in days.values())
     assert len(planned.context.groups) == 4  # 08-10 is 70 % cloudy on both tiles
     assert names[0] == "S2A_33TWL_20230815_0_L2A"  # 0.20 % cloud
+
+
+def test_static_catalog_over_http_gives_the_same_median(
+    data_dir: Path, tmp_path: Path, median_run: dict
+) -> None:
+    with serve_directory(str(data_dir / CATALOG)) as url:
+        result = mosaic(bbox=BOX, source=f"{url}/catalog.json", datetime=AUGUST, method="median",
+                        resolution=120, output_dir=str(tmp_path), workers=2)  # fmt: skip
+    files = result.products["NDVI"].files
+    remote, _ = read(files["cog"])
+    local, _ = read(median_run["cog"])
+    np.testing.assert_array_equal(remote, local)
+    sources = json.loads(Path(files["json"]).read_text())["properties"]["madrone:sources"]
+    assert all(s["href"].startswith(url) for s in sources)
