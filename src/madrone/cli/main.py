@@ -14,15 +14,17 @@ from madrone.api import build_mosaic_spec, build_spec
 from madrone.cli import cluster as cluster_commands
 from madrone.cli.mosaic import mosaic as mosaic_command
 from madrone.cli.options import (
+    common_options,
     parse_band_map,
-    parse_expressions,
     parse_floats,
+    parse_indices,
+    parse_mask_classes,
     parse_pairs,
     split_list,
 )
-from madrone.cli.report import print_summary, run_with_progress, submit_to_master
+from madrone.cli.report import execute, print_summary, run_with_progress
 from madrone.config import Settings
-from madrone.engine.spec import ALL_PRODUCTS, RESAMPLING_METHODS
+from madrone.engine.spec import ALL_PRODUCTS
 from madrone.errors import MadroneError
 from madrone.sources.mosaic import SAMPLE_CORNERS
 from madrone.sources.spec import SourceSpec
@@ -54,35 +56,11 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("sources", nargs=-1)
-@click.option("--index", "-i", "indices", multiple=True, help="Indices, e.g. ndvi,ndsi.")
-@click.option(
-    "--expr", "expressions", multiple=True, help='Band math: "[NAME=](B08-B04)/(B08+B04)".'
-)
 @click.option("--output", "-o", "output_dir", required=True, help="Output folder.")
-@click.option("--name", help="Product name prefix (default: the first source's name).")
 @click.option("--resolution", type=float, help="Output pixel size in CRS units (metres).")
 @click.option("--crs", help="Output CRS, e.g. EPSG:32633 (needed for sources in several CRSs).")
 @click.option("--bbox", help="Clip to W,S,E,N in degrees (WGS84).")
-@click.option("--workers", type=int, help="Local processes (default: all cores).")
-@click.option("--tile-size", type=int, help="Tile edge in pixels (default: aligned to blocks).")
-@click.option(
-    "--resampling",
-    type=click.Choice(RESAMPLING_METHODS),
-    default="bilinear",
-    show_default=True,
-    help="How coarser bands are resampled onto the output grid.",
-)
-@click.option("--band", "bands", multiple=True, help="Explicit band file, e.g. B04=PATH (repeat).")
-@click.option("--band-map", "band_maps", multiple=True, help="Multi-band raster map, B04=3,B08=4.")
-@click.option("--offset", type=float, help="DN offset overriding the metadata, e.g. -1000.")
-@click.option("--scale", type=float, help="Reflectance per DN overriding the metadata.")
-@click.option("--mask-classes", help="SCL classes to mask, e.g. 3,8,9,10 (default: see docs).")
-@click.option(
-    "--products", default=",".join(ALL_PRODUCTS), show_default=True, help="Which products to write."
-)
-@click.option("--dask", "dask_address", help="Run on a Dask scheduler, e.g. tcp://host:8786.")
-@click.option("--master", "master_address", help="Submit to a madrone master, e.g. host:50051.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@common_options(ALL_PRODUCTS, "How coarser bands are resampled onto the output grid.")
 def process(
     sources, indices, expressions, bands, band_maps, dask_address, master_address, **options
 ) -> None:
@@ -93,35 +71,21 @@ def process(
         specs.append(SourceSpec(bands=parse_pairs(bands, "--band")))
     if not specs:
         raise click.UsageError("give at least one SOURCE or --band pairs")
-    index_names = split_list(indices)
-    parsed_expr = parse_expressions(expressions)
-    if not index_names and not parsed_expr:
-        index_names = ["ndvi"]
-    mask = options.pop("mask_classes")
+    index_names, parsed_expr = parse_indices(indices, expressions)
     spec = build_spec(
         specs,
         index_names,
         options.pop("output_dir"),
         expressions=parsed_expr,
         bbox=parse_floats(options.pop("bbox"), 4, "--bbox"),
-        mask_classes=[int(c) for c in split_list((mask,))] if mask else None,
+        mask_classes=parse_mask_classes(options.pop("mask_classes")),
         products=split_list((options.pop("products"),)),
         **{
             k: options[k]
             for k in ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale")
         },
     )
-    if master_address:
-        submit_to_master(spec, master_address, options["quiet"])
-        return
-    executor = None
-    if dask_address:
-        from madrone.executors.dask import DaskExecutor
-
-        executor = DaskExecutor(dask_address)
-    result = run_with_progress(spec, options["workers"], options["quiet"], executor)
-    if not options["quiet"]:
-        print_summary(result)
+    execute(spec, options["workers"], options["quiet"], dask_address, master_address)
 
 
 @cli.command()

@@ -7,15 +7,17 @@ import click
 
 from madrone.api import MOSAIC_PRODUCTS, build_mosaic_spec
 from madrone.cli.options import (
+    common_options,
     parse_band_map,
-    parse_expressions,
     parse_floats,
+    parse_indices,
+    parse_mask_classes,
     parse_pairs,
     split_list,
 )
-from madrone.cli.report import print_summary, run_with_progress, submit_to_master
+from madrone.cli.report import execute
 from madrone.config import Settings
-from madrone.engine.spec import COMPOSITE_METHODS, RESAMPLING_METHODS
+from madrone.engine.spec import COMPOSITE_METHODS
 
 
 @click.command()
@@ -27,8 +29,6 @@ from madrone.engine.spec import COMPOSITE_METHODS, RESAMPLING_METHODS
     help="Mosaic raster (path, http(s), s3://, az://), STAC item, or STAC catalog or API "
     "(default: the bundled sample mosaic).",
 )
-@click.option("--index", "-i", "indices", multiple=True, help="Indices, e.g. ndvi,ndsi.")
-@click.option("--expr", "expressions", multiple=True, help='Band math: "[NAME=]EXPRESSION".')
 @click.option("--output", "-o", "output_dir", help="Output folder (default: MADRONE_OUTPUT_DIR).")
 @click.option("--resolution", type=float, default=10.0, show_default=True, help="Pixel size, m.")
 @click.option("--crs", help="Output CRS (default: the UTM zone of the area's centre).")
@@ -43,36 +43,12 @@ from madrone.engine.spec import COMPOSITE_METHODS, RESAMPLING_METHODS
     show_default=True,
     help="How solar days combine per pixel (first: least cloudy first).",
 )
-@click.option(
-    "--resampling",
-    type=click.Choice(RESAMPLING_METHODS),
-    default="bilinear",
-    show_default=True,
-    help="How the source is resampled onto the output grid.",
-)
-@click.option("--band-map", "band_maps", multiple=True, help="Mosaic bands, e.g. red=3,nir=4.")
-@click.option("--band", "bands", multiple=True, help="A band file or URL, e.g. B04=URL (repeat).")
-@click.option("--offset", type=float, help="DN offset overriding the metadata, e.g. -1000.")
-@click.option("--scale", type=float, help="Reflectance per DN overriding the metadata.")
-@click.option("--mask-classes", help="SCL classes to mask, e.g. 3,8,9,10 (default: see docs).")
-@click.option(
-    "--products", default=",".join(MOSAIC_PRODUCTS), show_default=True, help="Products to write."
-)
-@click.option("--name", help="Product name prefix (default: the source's name, or 'mosaic').")
-@click.option("--tile-size", type=int, help="Tile edge in pixels.")
-@click.option("--workers", type=int, help="Local processes (default: all cores).")
-@click.option("--dask", "dask_address", help="Run on a Dask scheduler, e.g. tcp://host:8786.")
-@click.option("--master", "master_address", help="Submit to a madrone master, e.g. host:50051.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@common_options(MOSAIC_PRODUCTS, "How the source is resampled onto the output grid.")
 def mosaic(
     indices, expressions, bands, band_maps, dask_address, master_address, workers, quiet, **options
 ) -> None:
     """Index mosaic of an area from a mosaic raster or a STAC catalog (dates combined)."""
-    index_names = split_list(indices)
-    parsed_expr = parse_expressions(expressions)
-    if not index_names and not parsed_expr:
-        index_names = ["ndvi"]
-    mask = options.pop("mask_classes")
+    index_names, parsed_expr = parse_indices(indices, expressions)
     spec = build_mosaic_spec(
         corners=options.pop("corners"),
         bbox=parse_floats(options.pop("bbox"), 4, "--bbox"),
@@ -83,18 +59,8 @@ def mosaic(
         band_map=parse_band_map(band_maps),
         bands=parse_pairs(bands, "--band") if bands else None,
         collections=split_list(options.pop("collections")),
-        mask_classes=[int(c) for c in split_list((mask,))] if mask else None,
+        mask_classes=parse_mask_classes(options.pop("mask_classes")),
         products=split_list((options.pop("products"),)),
         **options,
     )
-    if master_address:
-        submit_to_master(spec, master_address, quiet)
-        return
-    executor = None
-    if dask_address:
-        from madrone.executors.dask import DaskExecutor
-
-        executor = DaskExecutor(dask_address)
-    result = run_with_progress(spec, workers, quiet, executor)
-    if not quiet:
-        print_summary(result)
+    execute(spec, workers, quiet, dask_address, master_address)

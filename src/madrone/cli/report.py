@@ -99,3 +99,19 @@ def print_summary(result: RunResult) -> None:
         click.echo(f"  {key}: mean {mean}, valid {stats['valid_fraction']:.1%}")
         for path in product.files.values():
             click.echo(f"    {path}")
+
+
+def execute(spec, workers: int | None, quiet: bool, dask_address: str | None,
+            master_address: str | None) -> None:  # fmt: skip
+    """Run a spec locally, on a Dask scheduler or on a madrone master; print the products."""
+    if master_address:
+        submit_to_master(spec, master_address, quiet)
+        return
+    executor = None
+    if dask_address:
+        from madrone.executors.dask import DaskExecutor
+
+        executor = DaskExecutor(dask_address)
+    result = run_with_progress(spec, workers, quiet, executor)
+    if not quiet:
+        print_summary(result)
