@@ -323,3 +323,23 @@ def test_item_dict_errors_name_the_item(data_dir: Path) -> None:
         read_stac_item({"type": "Feature", "stac_version": "1.0.0", "id": ITEM, "links": []})
     with pytest.raises(SourceError, match="catalog-1: not a STAC item"):
         read_stac_item({"type": "Catalog", "id": "catalog-1", "links": []})
+
+
+def test_mosaic_date_comes_from_its_acquisition_tag(tmp_path) -> None:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from madrone.sources.files import date_from_tags, read_multiband
+
+    assert date_from_tags({"ACQUISITION_DATE": "2020-02-19"}) == "2020-02-19T00:00:00Z"
+    assert date_from_tags({"ACQUISITION_DATE": "2020-02-19T11:34:25Z"}) == "2020-02-19T11:34:25Z"
+    assert date_from_tags({"TIFFTAG_DATETIME": "2024:01:01 00:00:00"}) is None
+    path = tmp_path / "mosaic.tif"  # no date in the name
+    profile = dict(driver="GTiff", width=4, height=4, count=2, dtype="uint16", crs="EPSG:4326",
+                   transform=from_origin(10, 45, 0.001, 0.001))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(np.ones((2, 4, 4), "uint16"))
+        dataset.descriptions = ("B04", "B08")
+        dataset.update_tags(ACQUISITION_DATE="2021-06-30")
+    assert read_multiband(str(path)).metadata["datetime"] == "2021-06-30T00:00:00Z"

@@ -35,6 +35,20 @@ def date_from_names(*names: str) -> str | None:
     return None
 
 
+_ISO_TIME = re.compile(r"^(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d):(\d\d))?")
+
+
+def date_from_tags(tags: dict[str, str]) -> str | None:
+    """The acquisition time a raster states in an ``ACQUISITION_DATE`` tag (ISO date or
+    date and time). ``TIFFTAG_DATETIME`` is not read: by the TIFF standard it is when the
+    file was made, not when the ground was seen."""
+    match = _ISO_TIME.match(tags.get("ACQUISITION_DATE", "").strip())
+    if not match:
+        return None
+    year, month, day, hh, mm, ss = match.groups()
+    return f"{year}-{month}-{day}T{hh or '00'}:{mm or '00'}:{ss or '00'}Z"
+
+
 def _resolution_of(path: str) -> float:
     try:
         with gdal_env(), rasterio.open(path) as dataset:
@@ -88,11 +102,13 @@ def read_multiband(path: str, band_map: Mapping[str, int] | None = None) -> Scen
     try:
         with gdal_env(), rasterio.open(uri) as dataset:
             count, descriptions = dataset.count, dataset.descriptions
+            tagged = date_from_tags(dataset.tags())
     except RasterioIOError as error:
         raise SourceError(f"{path}: cannot open as a raster ({error})") from error
     name = os.path.splitext(os.path.basename(path))[0]
+    meta = _bare_meta(path, when=tagged)
     if band_map:
-        return Scene(name, _mapped_bands(path, uri, count, band_map), _bare_meta(path))
+        return Scene(name, _mapped_bands(path, uri, count, band_map), meta)
     from madrone.sources.safe import find_product_metadata
 
     mtd = find_product_metadata(path)
@@ -101,11 +117,9 @@ def read_multiband(path: str, band_map: Mapping[str, int] | None = None) -> Scen
     by_description = {normalize_band(text): i + 1 for i, text in enumerate(descriptions) if text}
     by_description.pop(None, None)
     if by_description:
-        return Scene(
-            name, {b: _bare_ref(uri, b, i) for b, i in by_description.items()}, _bare_meta(path)
-        )
+        return Scene(name, {b: _bare_ref(uri, b, i) for b, i in by_description.items()}, meta)
     if count == 1 and band_id_in_filename(path):
-        return Scene(name, {band_id_in_filename(path): _bare_ref(uri, "")}, _bare_meta(path))
+        return Scene(name, {band_id_in_filename(path): _bare_ref(uri, "")}, meta)
     raise SourceError(
         f"{path}: {count} bands with no band names; give a band map, e.g. --band-map B04=3,B08=4"
     )
@@ -157,9 +171,9 @@ def _bare_ref(uri: str, band_id: str, band_index: int = 1) -> BandRef:
     return BandRef(uri, band_index, scale=1e-4, offset=0.0, nodata=0.0, saturated=65535.0)
 
 
-def _bare_meta(href: str | dict, names: list[str] | None = None) -> dict:
+def _bare_meta(href: str | dict, names: list[str] | None = None, when: str | None = None) -> dict:
     metadata = {"href": href, "radiometry": BARE_RADIOMETRY}
-    when = date_from_names(*(names or [href]))
+    when = when or date_from_names(*(names or [href]))
     if when:
         metadata["datetime"] = when
     return metadata
