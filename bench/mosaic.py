@@ -23,7 +23,6 @@ import math
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -88,31 +87,13 @@ class Request:
 
 
 @functools.cache
-def madrone_mosaic_help() -> str | None:
-    """``madrone mosaic --help``, or None while the command does not exist."""
-    exe = VENV_BIN / "madrone"
-    if not exe.exists():
-        return None
-    done = subprocess.run(
-        [str(exe), "mosaic", "--help"], capture_output=True, text=True, timeout=60
-    )
-    return done.stdout if done.returncode == 0 else None
-
-
 def madrone_command(request: Request, out: Path) -> list[str]:
-    help_text = madrone_mosaic_help() or ""
     argv = [str(VENV_BIN / "madrone"), "mosaic", "--bbox", request.bbox_arg]
     argv += ["--source", request.source, "--index", "ndvi"]
     argv += ["--resolution", f"{request.grid.res:g}", "-o", str(out)]
     if request.composite:
         argv += ["--method", "median", "--datetime", DATETIME]
-    if "--products" in help_text:
-        argv += ["--products", "cog"]
-    if "--workers" in help_text:
-        argv += ["--workers", str(WORKERS)]
-    if "--quiet" in help_text:
-        argv.append("--quiet")
-    return argv
+    return [*argv, "--products", "cog", "--workers", str(WORKERS), "--quiet"]
 
 
 def _grid_args(request: Request) -> list[str]:
@@ -207,10 +188,6 @@ def run_tool(tool: Tool, request: Request, out: Path, args: argparse.Namespace) 
     """Run one tool once, measured; the row says what it cost and where its output is."""
     argv = tool.command(request, out)
     row: dict[str, Any] = {"tool": tool.name, "label": tool.label, "command": shlex.join(argv)}
-    if tool.name == "madrone" and madrone_mosaic_help() is None:
-        row.update(status="skipped", message="`madrone mosaic` does not exist yet")
-        print(f"  {tool.name}: skipped ({row['message']})", flush=True)
-        return row
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     print(f"  {tool.name} ...", end="", flush=True)
