@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: setup demo test lint format bench bench-setup clean
 
@@ -13,10 +14,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Test servers from npm (Azurite, the Azure Storage emulator); Node from Debian if missing.
+$(NODE_STAMP): package.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
+	npm install --no-audit --no-fund --silent
+	touch $(NODE_STAMP)
+
 demo: setup
 	$(VENV)/bin/madrone demo
 
-test: setup
+test: setup $(NODE_STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(PY) -m pytest
 
@@ -36,4 +43,4 @@ bench: bench-setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) madrone-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules madrone-demo .pytest_cache .ruff_cache

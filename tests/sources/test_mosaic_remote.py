@@ -49,3 +49,23 @@ def test_s3_mosaic_equals_the_local_one(tmp_path: Path) -> None:
     assert "s3://mosaics/2020/sample.tif: cannot open" in unsigned.stderr
     assert missing.returncode == 2 and "s3://mosaics/2019/gone.tif" in missing.stderr
     assert not (tmp_path / "denied").exists() or not any((tmp_path / "denied").iterdir())
+
+
+def test_azure_mosaic_equals_the_local_one(tmp_path: Path) -> None:
+    from tests.support.azurite import azurite
+    from tests.support.azurite import upload as upload_blob
+
+    local = run_mosaic(sample_mosaic(), tmp_path / "local", {})
+    with azurite(tmp_path / "azurite") as connection:
+        upload_blob(connection, "mosaics", "2020/sample.tif", sample_mosaic())
+        env = {"AZURE_STORAGE_CONNECTION_STRING": connection}
+        done = run_mosaic("az://mosaics/2020/sample.tif", tmp_path / "az", env)
+        missing = run_mosaic("az://mosaics/2019/gone.tif", tmp_path / "denied", env)
+    assert local.returncode == 0 and done.returncode == 0, done.stderr
+    stem = Path(sample_mosaic()).stem
+    with (
+        rasterio.open(tmp_path / "local" / f"{stem}_ndvi.tif") as a,
+        rasterio.open(tmp_path / "az" / "sample_ndvi.tif") as b,
+    ):
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert missing.returncode == 2 and "az://mosaics/2019/gone.tif" in missing.stderr
