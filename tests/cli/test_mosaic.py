@@ -108,6 +108,6 @@ def test_stac_api_key_comes_from_the_settings(data_dir: Path, outdir: Path) -> N
         env = {"MADRONE_STAC_HEADERS": f"{API_KEY_HEADER}: {API_KEY}"}
         result = invoke("--source", url, *args, env=env)
     assert result.exit_code == 0, result.output
-    with rasterio.open(outdir / "mosaic_ndvi.tif") as dataset:
+    with rasterio.open(outdir / "mosaic_20230813_first_ndvi.tif") as dataset:
         assert dataset.crs.to_epsg() == 32633
         assert np.nanmean(dataset.read(1)) > 0.5  # August forest and fields

@@ -138,6 +138,7 @@ def test_median_over_five_dates_equals_the_reference(data_dir: Path, median_run:
 
 
 def test_provenance_lists_the_items_and_the_observations(median_run: dict) -> None:
+    assert Path(median_run["cog"]).name == "mosaic_20230810-20230820_median_ndvi.tif"
     item = json.loads(Path(median_run["json"]).read_text())
     props = item["properties"]
     sources = props["madrone:sources"]

@@ -178,8 +178,17 @@ def plan(spec: JobSpec, *, writes: bool = True, settings: Settings | None = None
             "(name the files with a date such as 20160112, give --datetime, "
             "or leave json out of --products)"
         )
-    name = spec.name or _safe_name(used[0].name if spec.search is None else "mosaic")
+    name = spec.name or (_search_name(spec, used) if spec.search else _safe_name(used[0].name))
     return Plan(spec, name, context, tuple(iter_tiles(grid, tile_size)), used, tile_size)
+
+
+def _search_name(spec: JobSpec, scenes: tuple[Scene, ...]) -> str:
+    """``mosaic_20230810-20230820_median``: the dates the items span and the method, so
+    requests over other dates or methods do not overwrite each other's products."""
+    days = sorted({str(s.metadata["datetime"])[:10].replace("-", "") for s in scenes
+                   if s.metadata.get("datetime")})  # fmt: skip
+    span = "-".join(dict.fromkeys([days[0], days[-1]])) if days else "undated"
+    return f"mosaic_{span}_{spec.method}"
 
 
 def _resolve_search(spec: JobSpec, settings: Settings) -> JobSpec:
