@@ -80,7 +80,8 @@ class StacApi:
         for asset in data["assets"].values():
             if "://" not in asset["href"]:
                 # A file URI, not a bare path: in an http document "/x" means http://host/x.
-                asset["href"] = (path.parent / asset["href"]).resolve().as_uri()
+                # abspath, not resolve: symlinks stay as the client sees them
+                asset["href"] = Path(os.path.abspath(path.parent / asset["href"])).as_uri()
         collection = f"{self.base}/collections/{data['collection']}"
         kept = [link for link in data["links"] if "://" in link["href"]]
         data["links"] = [

@@ -339,6 +339,7 @@ def check_paths(spec: JobSpec, roots: list[str]) -> None:
         if source.item is not None:
             assets = (source.item.get("assets") or {}).values()
             paths += [("STAC asset", str(a.get("href", ""))) for a in assets if isinstance(a, dict)]
+    real_roots = [os.path.realpath(root) for root in roots]
     for what, path in paths:
         if path.startswith(REMOTE_PREFIXES):
             if path.startswith("/vsi") and not path.startswith(
@@ -347,7 +348,7 @@ def check_paths(spec: JobSpec, roots: list[str]) -> None:
                 raise InputError(f"{what} {path}: only /vsicurl/, /vsis3/, /vsiaz/, /vsigs/ URLs")
             continue
         real = os.path.realpath(path)
-        if not any(os.path.commonpath([real, root]) == root for root in roots):
+        if not any(os.path.commonpath([real, root]) == root for root in real_roots):
             raise InputError(
                 f"{what} {path} is outside the folders this master serves "
                 f"({os.pathsep.join(roots)}; set MADRONE_MASTER_ROOTS)"
