@@ -22,15 +22,6 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-@pytest.fixture
-def outdir(tmp_path: Path) -> Path:
-    """An output folder that already holds a file, which must survive any failure."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    return out
-
-
 def assert_refused(result, outdir: Path, *fragments: str) -> None:
     assert result.exit_code == 2, result.output
     message = result.output.strip().splitlines()[-1]

@@ -21,14 +21,6 @@ def invoke(*args: str, env: dict | None = None):
     return CliRunner().invoke(cli, ["mosaic", *args], catch_exceptions=False, env=env)
 
 
-@pytest.fixture
-def outdir(tmp_path: Path) -> Path:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    return out
-
-
 def test_corners_without_a_source_read_the_sample_mosaic(outdir: Path) -> None:
     result = invoke("--corners", CORNERS, "-i", "ndvi,ndsi", "-o", str(outdir), "--workers", "1")
     assert result.exit_code == 0, result.output

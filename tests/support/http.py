@@ -63,7 +63,15 @@ def serve_directory(directory: str, log_path: str | None = None) -> Iterator[str
     A separate process, not a thread: GDAL reads block the calling thread while holding
     resources a same-process Python server would need, and a real server is remote anyway.
     """
-    command = [sys.executable, "-m", "tests.support.http", directory, log_path or ""]
+    with spawn_server("tests.support.http", directory, log_path or "") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def spawn_server(module: str, *args: str) -> Iterator[str]:
+    """Run ``python -m module args`` from the repository root: the server prints its port
+    on its first line; yield its base URL; stop it by PID on exit."""
+    command = [sys.executable, "-m", module, *args]
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
     try:

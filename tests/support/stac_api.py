@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.http import spawn_server
 
 PAGE_SIZE = 3
 API_KEY_HEADER = "X-Api-Key"
@@ -255,17 +256,9 @@ def serve_stac_api(
     port of 127.0.0.1 and yield its base URL; the server is stopped by PID on exit. With
     ``log_path``, every request's method and path are appended to that file, one a line.
     """
-    command = [sys.executable, "-m", "tests.support.stac_api", folder, "1" if require_key else ""]
-    command.append(log_path or "")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
-    try:
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+    key = "1" if require_key else ""
+    with spawn_server("tests.support.stac_api", folder, key, log_path or "") as url:
+        yield url
 
 
 def read_log(log_path: str) -> list[str]:
