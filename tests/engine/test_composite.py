@@ -65,6 +65,15 @@ def test_days_group_by_solar_day_in_order_of_their_first_scene() -> None:
     assert composite_groups(scenes, grid) == ((0, 3), (1, 4), (2,))
 
 
+def test_first_takes_each_index_from_its_own_first_valid_day() -> None:
+    # Snow: NDVI masks it on day 1, NDSI keeps it; NDSI must not wait for NDVI's day.
+    layers = [layer([nan], [0.8], [0]), layer([0.4], [-0.2], [1])]
+    result = combine(layers, ["NDVI", "NDSI"], "first")
+    np.testing.assert_allclose(result.values["NDVI"][0], [0.4])
+    np.testing.assert_allclose(result.values["NDSI"][0], [0.8])
+    assert result.contributions == {1: 1}  # the primary index's source
+
+
 @pytest.mark.parametrize("method", ["first", "median", "max-ndvi"])
 def test_no_valid_day_stays_nodata(method: str) -> None:
     empty = [layer([nan], [nan], [-1]), layer([nan], [nan], [-1])]

@@ -282,3 +282,19 @@ def test_warped_mosaic_values_do_not_depend_on_the_tile_size(tmp_path: Path) -> 
     for index in ("NDVI", "NDSI"):
         small, large = (read(run.products[index].files["cog"])[0] for run in runs)
         np.testing.assert_array_equal(small, large)
+
+
+def test_first_gives_the_same_values_with_or_without_the_count(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # Without "count" the first-valid path stops reading once every pixel is filled.
+    request = dict(bbox=BOX, source=str(data_dir / CATALOG / "catalog.json"), datetime=AUGUST,
+                   indices=["ndvi", "ndwi"], resolution=240, workers=2)  # fmt: skip
+    fast = mosaic(output_dir=str(tmp_path / "fast"), products=["cog"], **request)
+    counted = mosaic(output_dir=str(tmp_path / "counted"), products=["cog", "count"], **request)
+    for index in ("NDVI", "NDWI"):
+        a, _ = read(fast.products[index].files["cog"])
+        b, _ = read(counted.products[index].files["cog"])
+        np.testing.assert_array_equal(a, b)
+    counts, _ = read(counted.products["NDVI"].files["count"])
+    assert counts.max() == 5

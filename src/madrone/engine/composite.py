@@ -75,17 +75,18 @@ def combine(
             }
         used = origins[~np.isnan(stacks[primary])]
         return Composite(values, counts, tally_origins(used))
+    rows, cols = np.indices(origins.shape[1:])
     if method == "max-ndvi":
         rank = np.stack([layer.values[ranking] for layer in layers])
         choice = _pick(rank)
-    else:
-        choice = _pick_first(stacks[primary])
-    rows, cols = np.indices(choice.shape)
-    values = {name: stack[choice, rows, cols] for name, stack in stacks.items()}
-    if method == "max-ndvi":
+        values = {name: stack[choice, rows, cols] for name, stack in stacks.items()}
         nothing = np.isnan(rank).all(axis=0)
         for array in values.values():
             array[nothing] = np.nan
+    else:  # first: each index from its own first valid day (snow masking differs)
+        choices = {name: _pick_first(stack) for name, stack in stacks.items()}
+        values = {name: stacks[name][choices[name], rows, cols] for name in stacks}
+        choice = choices[primary]
     picked = origins[choice, rows, cols]
     return Composite(values, counts, tally_origins(picked[~np.isnan(values[primary])]))
 
