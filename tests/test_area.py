@@ -78,6 +78,8 @@ def test_a_box_across_the_antimeridian_gets_one_continuous_utm_grid() -> None:
     assert 22_100 <= grid.height * 20 <= 23_500
     expected = area_from_bbox((-180.0, -17.0, -179.6, -16.8)).area_km2()
     assert area.area_km2() == pytest.approx(expected, rel=1e-6)
+    corners = area_from_corners("-16.8,179.8,-17.0,-179.8")  # the same box by two corners
+    assert corners.bbox == area.bbox and corners.crosses_antimeridian
     # West of the antimeridian, zone 60 (north) for a box in the northern hemisphere.
     assert utm_crs(area_from_corners("52,179.0,51,179.5")) == "EPSG:32660"
 
