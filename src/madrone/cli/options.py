@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import click
 
@@ -56,7 +57,7 @@ def parse_expressions(values: tuple[str, ...]) -> dict[str, str]:
     return expressions
 
 
-def common_options(products: tuple[str, ...], resampling_help: str):
+def common_options(products: tuple[str, ...], resampling_help: str) -> Callable:
     """The options ``process`` and ``mosaic`` share: indices, band handling, radiometry
     overrides, masking, products, tiling and where to run."""
     from madrone.engine.spec import RESAMPLING_METHODS
@@ -109,7 +110,9 @@ def parse_mask_classes(value: str | None) -> list[int] | None:
         raise click.BadParameter(f"{value!r} is not whole numbers", "--mask-classes") from None
 
 
-def parse_indices(indices: tuple[str, ...], expressions: tuple[str, ...]):
+def parse_indices(
+    indices: tuple[str, ...], expressions: tuple[str, ...]
+) -> tuple[list[str], dict[str, str]]:
     """Index names and named expressions; NDVI when neither is given."""
     names, parsed = split_list(indices), parse_expressions(expressions)
     return (names or ([] if parsed else ["ndvi"])), parsed

@@ -13,6 +13,7 @@ import click
 from madrone.api import run
 from madrone.config import Settings
 from madrone.engine.run import RunResult
+from madrone.engine.spec import JobSpec
 
 
 def run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> RunResult:
@@ -101,8 +102,13 @@ def print_summary(result: RunResult) -> None:
             click.echo(f"    {path}")
 
 
-def execute(spec, workers: int | None, quiet: bool, dask_address: str | None,
-            master_address: str | None) -> None:  # fmt: skip
+def execute(
+    spec: JobSpec,
+    workers: int | None,
+    quiet: bool,
+    dask_address: str | None,
+    master_address: str | None,
+) -> None:
     """Run a spec locally, on a Dask scheduler or on a madrone master; print the products."""
     if master_address:
         submit_to_master(spec, master_address, quiet)
