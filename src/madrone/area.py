@@ -149,14 +149,18 @@ def utm_crs(area: Area) -> str:
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
-def area_grid(area: Area, crs: str, resolution: float) -> Grid:
-    """The grid in ``crs`` that covers the area, its pixel edges on multiples of the
-    resolution (so Sentinel-2 pixels at 10, 20 or 60 m line up and are read unresampled)."""
+def area_grid(
+    area: Area, crs: str, resolution: float, anchor: tuple[float, float] = (0.0, 0.0)
+) -> Grid:
+    """The grid in ``crs`` that covers the area, its pixel edges on ``anchor`` plus
+    multiples of the resolution (by default multiples alone, where Sentinel-2's 10, 20 and
+    60 m pixels lie, so they are read unresampled)."""
     transformer = _to_crs(crs)
     xs, ys = transformer.transform(*zip(*_unwrapped(_dense(_box_ring(area.bbox))), strict=True))
     if not all(math.isfinite(v) for v in (*xs, *ys)):
         raise InputError(f"the area {_text(area.bbox)} cannot be projected to {crs}")
-    return snap_grid(crs, (min(xs), min(ys), max(xs), max(ys)), resolution, resolution)
+    bounds = (min(xs), min(ys), max(xs), max(ys))
+    return snap_grid(crs, bounds, resolution, resolution, *anchor)
 
 
 def geometry_in(area: Area, crs: str) -> dict[str, Any] | None:

@@ -298,3 +298,20 @@ def test_first_gives_the_same_values_with_or_without_the_count(
         np.testing.assert_array_equal(a, b)
     counts, _ = read(counted.products["NDVI"].files["count"])
     assert counts.max() == 5
+
+
+def test_area_grid_keeps_the_items_pixel_edges(data_dir: Path, tmp_path: Path) -> None:
+    catalog = str(data_dir / CATALOG / "catalog.json")
+    spec = build_mosaic_spec(
+        bbox=BOX, source=catalog, datetime="2023-08-15", resolution=120, output_dir=str(tmp_path)
+    )
+    planned = plan(spec)
+    left, top = planned.grid.transform[2], planned.grid.transform[5]
+    assert (left % 120, top % 120) == (499980 % 120, 5100000 % 120)  # 33TWL's origin
+    first = planned.context.scenes[0]
+    assert first.name == "S2A_33TWL_20230815_0_L2A" and first.bands["B04"].direct
+    # 33TWM's rows are half a 120 m pixel off 33TWL's: it is resampled.
+    assert not planned.context.scenes[1].bands["B04"].direct
+    spec10 = build_mosaic_spec(corners=SAMPLE_CORNERS, output_dir=str(tmp_path))
+    grid10 = plan(spec10).grid  # a geographic mosaic: edges on multiples of 10 m
+    assert (grid10.transform[2] % 10, grid10.transform[5] % 10) == (0, 0)

@@ -146,7 +146,7 @@ def plan(spec: JobSpec, *, writes: bool = True, settings: Settings | None = None
     computed = (*indices, ranking) if ranking else indices
     needed = sorted({band for index in computed for band in index.bands})
     infos = [_inspect_scene(scene, needed) for scene in scenes]
-    grid = _area_grid(spec) if spec.area else _output_grid(spec, scenes, infos)
+    grid = _area_grid(spec, infos) if spec.area else _output_grid(spec, scenes, infos)
     if spec.bbox is not None and spec.area is None:
         grid = _clip_to_bbox(grid, spec.bbox)
     scene_reads = tuple(
@@ -214,15 +214,28 @@ def _ranking(spec: JobSpec, indices: tuple[IndexDef, ...]) -> IndexDef | None:
     return next((i for i in indices if i.name == "NDVI"), None) or resolve_index("ndvi")
 
 
-def _area_grid(spec: JobSpec) -> Grid:
+def _area_grid(spec: JobSpec, infos: list[dict]) -> Grid:
+    """The area's grid; its pixel edges on those of the first source band of the same CRS
+    and resolution, if any, so that band (often every band) is read without resampling."""
     crs = spec.crs or utm_crs(spec.area)
     try:
-        is_geographic = CRS.from_user_input(crs).is_geographic
+        target = CRS.from_user_input(crs)
     except CRSError as error:
         raise InputError(f"--crs {spec.crs!r} is not a CRS rasterio knows ({error})") from None
-    if spec.resolution is None and is_geographic:
+    if spec.resolution is None and target.is_geographic:
         raise GridError(f"give --resolution (in degrees) for an output in {crs}")
-    return area_grid(spec.area, crs, spec.resolution or DEFAULT_AREA_RESOLUTION)
+    res = spec.resolution or DEFAULT_AREA_RESOLUTION
+    same = (
+        info
+        for scene_info in infos
+        for band, (_, info) in scene_info.items()
+        if band != "SCL"
+        and info.crs == target
+        and (info.transform[0], -info.transform[4]) == (res, res)
+    )
+    first = next(same, None)
+    anchor = (first.transform[2] % res, first.transform[5] % res) if first else (0.0, 0.0)
+    return area_grid(spec.area, crs, res, anchor)
 
 
 def _no_coverage(spec: JobSpec, scenes: tuple[Scene, ...], infos: list[dict]) -> str:
