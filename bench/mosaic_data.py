@@ -67,8 +67,9 @@ QUICK = Case(
 
 @dataclass(frozen=True)
 class OutputGrid:
-    """The request's output grid: UTM zone of the box's centre, pixel edges on multiples of
-    the resolution, the smallest such grid covering the box (edges followed point by point)."""
+    """The request's output grid: UTM zone of the box's centre, pixel edges on an anchor plus
+    multiples of the resolution, the smallest such grid covering the box (edges followed
+    point by point)."""
 
     crs: str
     left: float
@@ -97,19 +98,23 @@ class OutputGrid:
         return ",".join(f"{v:.0f}" for v in (self.left, self.bottom, self.right, self.top))
 
 
-def output_grid(wsen: tuple[float, float, float, float], res: float) -> OutputGrid:
+def output_grid(
+    wsen: tuple[float, float, float, float],
+    res: float,
+    anchor: tuple[float, float] = (0.0, 0.0),
+) -> OutputGrid:
     west, south, east, north = wsen
     lon = (west + east) / 2
     zone = min(60, math.floor((lon + 180) / 6) + 1)
     crs = f"EPSG:{(32600 if (south + north) / 2 >= 0 else 32700) + zone}"
     xs, ys = rasterio.warp.transform("EPSG:4326", crs, *_box_outline(wsen))
-    eps = 1e-6
+    eps, (ax, ay) = 1e-6, anchor
     return OutputGrid(
         crs,
-        math.floor(min(xs) / res + eps) * res,
-        math.floor(min(ys) / res + eps) * res,
-        math.ceil(max(xs) / res - eps) * res,
-        math.ceil(max(ys) / res - eps) * res,
+        math.floor((min(xs) - ax) / res + eps) * res + ax,
+        math.floor((min(ys) - ay) / res + eps) * res + ay,
+        math.ceil((max(xs) - ax) / res - eps) * res + ax,
+        math.ceil((max(ys) - ay) / res - eps) * res + ay,
         res,
     )
 
