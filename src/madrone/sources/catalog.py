@@ -22,17 +22,16 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlparse
 
 import pystac
 from pystac.stac_io import DefaultStacIO
-from pystac_client import Client
-from pystac_client.conformance import ConformanceClasses
-from pystac_client.exceptions import APIError
-from pystac_client.warnings import NoConformsTo
 
 from madrone.errors import InputError, SourceError
+
+if TYPE_CHECKING:  # pystac-client is imported when an API is searched, not at start-up
+    from pystac_client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +282,9 @@ def _api_items(
     Each search takes ``limit + 1`` items in the API's own order, so past the limit it is
     the API that chose which items were seen; the extra one only tells that the limit cut.
     """
+    from pystac_client.conformance import ConformanceClasses
+    from pystac_client.exceptions import APIError
+
     client, search = _open_client(href, root, headers), rules.search
     query = None
     if search.max_cloud is not None and client.conforms_to(ConformanceClasses.QUERY):
@@ -314,6 +316,10 @@ def _api_items(
 
 
 def _open_client(href: str, root: dict[str, Any], headers: Mapping[str, str] | None) -> Client:
+    from pystac_client import Client
+    from pystac_client.exceptions import APIError
+    from pystac_client.warnings import NoConformsTo
+
     try:
         with warnings.catch_warnings():
             # A root with a search link but no conformsTo is still searchable; say so below.
