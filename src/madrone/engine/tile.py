@@ -31,7 +31,7 @@ from madrone.products.stats import (
     histogram_edges,
     window_partials,
 )
-from madrone.sources.gdal import gdal_env
+from madrone.sources.gdal import GDAL_TYPES, gdal_env
 from madrone.sources.reflectance import ReflectanceCounts
 
 
@@ -55,8 +55,6 @@ class TileTask:
 
 
 _DATASETS: dict[str, rasterio.DatasetReader] = {}
-_VRT_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-              "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
 _WARPED: dict[tuple, WarpedVRT] = {}
 
 
@@ -275,6 +273,7 @@ def _read_warped(
     vrt = _WARPED.get(key)
     if vrt is None or vrt.closed:
         source = _band_view(read.ref.uri, read.ref.band_index)
+        is_view = source.count != _dataset(read.ref.uri).count
         vrt = _WARPED[key] = WarpedVRT(
             source,
             crs=grid.crs,
@@ -290,7 +289,7 @@ def _read_warped(
             # gave values that moved (up to 200 DN) with the tile size; 1 MB chunks give the
             # same values as warping the file itself, at any tile size. The test
             # test_warped_mosaic_values_do_not_depend_on_the_tile_size guards this.
-            **({"warp_mem_limit": 1} if source is not _dataset(read.ref.uri) else {}),
+            **({"warp_mem_limit": 1} if is_view else {}),
         )
     return vrt.read(1, window=tile.window)
 
@@ -311,7 +310,7 @@ def _band_view(uri: str, band_index: int) -> rasterio.DatasetReader:
 
 def _band_vrt(dataset: rasterio.DatasetReader, band_index: int) -> str:
     """A VRT (XML text, opened in memory) exposing one band of a dataset unchanged."""
-    kind = _VRT_TYPES[dataset.dtypes[band_index - 1]]
+    kind = GDAL_TYPES[dataset.dtypes[band_index - 1]]
     nodata = dataset.nodatavals[band_index - 1]
     block_rows, block_cols = dataset.block_shapes[band_index - 1]
     crs = f"<SRS>{escape(dataset.crs.to_wkt())}</SRS>" if dataset.crs else ""

@@ -20,6 +20,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from madrone.grid import Grid, Tile
+from madrone.sources.gdal import GDAL_TYPES
 
 COG_BLOCK = 512
 
@@ -41,9 +42,6 @@ def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list[in
         factors.append(factor)
         factor *= 2
     return factors
-
-
-_VRT_TYPES = {"float32": "Float32", "uint16": "UInt16"}
 
 
 class CogWriter:
@@ -163,7 +161,7 @@ class CogWriter:
   <SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>
   <GeoTransform>{geotransform}</GeoTransform>
   <Metadata>{metadata}</Metadata>
-  <VRTRasterBand dataType="{_VRT_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">
+  <VRTRasterBand dataType="{GDAL_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">
     <Description>{escape(tags.get("index", key))}</Description>
     {nodata}
     <SourceFilename relativeToVRT="1">{escape(os.path.basename(raw))}</SourceFilename>

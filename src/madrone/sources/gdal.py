@@ -15,6 +15,10 @@ GDAL_OPTIONS = {
     "VSI_CACHE": "TRUE",
 }
 
+# numpy dtype name -> GDAL data type name, as VRT XML spells it.
+GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+              "int32": "Int32", "float32": "Float32", "float64": "Float64"}  # fmt: skip
+
 _SCHEMES = (
     ("https://", "/vsicurl/", False),
     ("http://", "/vsicurl/", False),
