@@ -38,6 +38,14 @@ class Settings:
             newlines or ``;`` (an API key: ``MADRONE_STAC_HEADERS="X-Api-Key: ..."``).
             Mosaic files read through GDAL take GDAL's own variables (``AWS_*``,
             ``AZURE_STORAGE_*``, ``GDAL_HTTP_HEADERS``), which every process inherits.
+        db_url: the local catalog (SQLAlchemy URL); empty means a SQLite file in the user's
+            data folder (``user_data_dir()``), so nothing needs installing.
+        central_db_url: the team's catalog, PostgreSQL with PostGIS
+            (``postgresql+psycopg://user:pass@host/db``); empty means no central catalog.
+        lease_seconds: how long a master's claim on a job lasts without a heartbeat before
+            another master may take the job over.
+        max_attempts: how many times a job is tried before it fails with every error.
+        user: the name recorded as owner/requester of what the CLI creates locally.
     """
 
     workers: int = 0
@@ -53,6 +61,11 @@ class Settings:
     master_roots: str = ""
     max_area_km2: float = 10000.0
     stac_headers: str = ""
+    db_url: str = ""
+    central_db_url: str = ""
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    user: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -86,6 +99,14 @@ class Settings:
                 raise InputError(f"MADRONE_STAC_HEADERS: {pair.strip()!r} is not 'Name: value'")
             headers[name.strip()] = value.strip()
         return headers
+
+
+def user_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """The user's madrone data folder: ``$XDG_DATA_HOME/madrone`` or
+    ``~/.local/share/madrone`` (the local catalog and storage live there)."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "madrone")
 
 
 def _parse(kind: object, raw: object, where: str) -> object:
