@@ -51,3 +51,31 @@ class ProcessingError(MadroneError):
 
 class ImplausibleReflectanceWarning(UserWarning):
     """Reflectance computed from a source looks wrong (mostly negative, or far above 1)."""
+
+
+class CatalogError(MadroneError):
+    """The catalog database cannot be reached, is not migrated, or refuses a change; the
+    message names the database (never its password) and what to run or set."""
+
+    http_status = 503
+
+
+class NotFoundError(MadroneError):
+    """A job, dataset, user or token named by its id does not exist (in this catalog)."""
+
+    http_status = 404
+
+
+class AccessDeniedError(MadroneError):
+    """The caller's token or role does not allow the action; the message names the role
+    needed."""
+
+    exit_code = 3
+    http_status = 403
+
+
+class ConflictError(MadroneError):
+    """The action does not fit the object's state (sharing what is already shared from
+    another catalog, a key reused for a different request)."""
+
+    http_status = 409
