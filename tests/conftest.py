@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.postgres import PostgresServer, postgres_cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,3 +24,17 @@ def data_dir() -> Path:
             "holding L1C_T32UPC_tiny_offsets/, SAFE_metadata/, stac_L2A_T33TWL_T33TWM_202308/"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL 15 + PostGIS cluster on 127.0.0.1 for the whole session."""
+    with postgres_cluster() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty PostGIS database, dropped after the test."""
+    with postgres_server.fresh_database() as url:
+        yield url
