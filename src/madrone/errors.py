@@ -79,3 +79,7 @@ class ConflictError(MadroneError):
     another catalog, a key reused for a different request)."""
 
     http_status = 409
+
+
+class UnknownDateWarning(UserWarning):
+    """A source states no acquisition date, so the products carry none (STAC datetime null)."""
