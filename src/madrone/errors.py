@@ -49,6 +49,25 @@ class ProcessingError(MadroneError):
     http_status = 500
 
 
+class StorageError(MadroneError):
+    """Product storage is misconfigured or failed: an unknown scheme, a missing bucket or
+    credentials, an upload, a verification or a removal that failed. The message names the
+    file and the storage URL and what to set.
+
+    HTTP 502 (Bad Gateway): the request was fine, the storage service behind madrone was not.
+    Exit code 1, as for ProcessingError: not bad usage (2); the fix is in the storage or
+    its configuration. ``leftover`` lists the URLs a failed clean-up could not remove, so a
+    caller can retry ``Storage.remove(error.leftover)`` later.
+    """
+
+    exit_code = 1
+    http_status = 502
+
+    def __init__(self, message: str, leftover: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.leftover: list[str] = list(leftover)
+
+
 class ImplausibleReflectanceWarning(UserWarning):
     """Reflectance computed from a source looks wrong (mostly negative, or far above 1)."""
 
