@@ -6,6 +6,7 @@ Every other module receives a ``Settings`` value; nothing else reads ``os.enviro
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -46,6 +47,20 @@ class Settings:
             another master may take the job over.
         max_attempts: how many times a job is tried before it fails with every error.
         user: the name recorded as owner/requester of what the CLI creates locally.
+        storage_url: where products are kept: a local folder (path or ``file://``),
+            ``s3://bucket/prefix`` (AWS or any S3 service such as MinIO),
+            ``az://container/prefix`` (Azure Blob) or ``abfs://container/prefix`` (Data
+            Lake Gen2). Empty: ``default_storage_url()``, a folder in the user's data
+            folder. Credentials never go here: S3 takes ``AWS_ACCESS_KEY_ID`` and
+            ``AWS_SECRET_ACCESS_KEY`` (or ``AWS_PROFILE``...) and an endpoint from
+            ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``; Azure takes
+            ``AZURE_STORAGE_CONNECTION_STRING``, or ``AZURE_STORAGE_ACCOUNT_NAME`` with
+            ``AZURE_STORAGE_ACCOUNT_KEY`` or ``AZURE_STORAGE_SAS_TOKEN``.
+        central_storage_url: where the files of datasets shared with the team go (same
+            forms); empty means the same place as ``storage_url``.
+        storage_options: optional JSON object of extra fsspec options for both storages,
+            e.g. ``{"client_kwargs": {"endpoint_url": "http://minio:9000"}}`` for an S3
+            endpoint; credential options are refused (they come from the environment).
     """
 
     workers: int = 0
@@ -66,6 +81,9 @@ class Settings:
     lease_seconds: float = 30.0
     max_attempts: int = 3
     user: str = ""
+    storage_url: str = ""
+    central_storage_url: str = ""
+    storage_options: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +117,31 @@ class Settings:
                 raise InputError(f"MADRONE_STAC_HEADERS: {pair.strip()!r} is not 'Name: value'")
             headers[name.strip()] = value.strip()
         return headers
+
+    def resolved_storage_url(self) -> str:
+        """``storage_url``, else the local default folder."""
+        return self.storage_url or default_storage_url()
+
+    def resolved_central_storage_url(self) -> str:
+        """``central_storage_url``, else the same place as ``resolved_storage_url()``."""
+        return self.central_storage_url or self.resolved_storage_url()
+
+    def storage_option_map(self) -> dict[str, object]:
+        """``storage_options`` parsed; anything but a JSON object names the setting."""
+        if not self.storage_options.strip():
+            return {}
+        try:
+            options = json.loads(self.storage_options)
+        except json.JSONDecodeError as error:
+            raise InputError(f"MADRONE_STORAGE_OPTIONS is not valid JSON ({error})") from None
+        if not isinstance(options, dict):
+            raise InputError("MADRONE_STORAGE_OPTIONS must be a JSON object {...}")
+        return options
+
+
+def default_storage_url(environ: Mapping[str, str] | None = None) -> str:
+    """The local product folder: ``storage`` in ``user_data_dir()``, beside the catalog."""
+    return os.path.join(user_data_dir(environ), "storage")
 
 
 def user_data_dir(environ: Mapping[str, str] | None = None) -> str:
