@@ -1,0 +1,1 @@
+"""The catalog: datasets, the job queue, users and tokens, on SQLite or PostgreSQL."""
