@@ -3,8 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+PG_BIN := /usr/lib/postgresql/15/bin
+POSTGIS_CONTROL := /usr/share/postgresql/15/extension/postgis.control
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 
-.PHONY: setup demo test lint format bench bench-setup clean
+.PHONY: setup demo test system-packages lint format bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -14,8 +17,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# What the tests start or run from Debian: PostgreSQL 15 + PostGIS (a throwaway cluster on
+# 127.0.0.1) and docker-compose (validates compose.yaml; no container runs). Installed only
+# when missing, and only as root (CI); otherwise the message names the packages.
+system-packages:
+	@missing=""; \
+	if [ ! -x $(PG_BIN)/initdb ] || [ ! -f $(POSTGIS_CONTROL) ]; then \
+	  missing="postgresql-15 postgresql-15-postgis-3"; fi; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "make: the tests need Debian packages:$$missing" >&2; \
+	    echo "make: as root: apt-get install --no-install-recommends $$missing" >&2; \
+	    exit 1; fi; \
+	  echo "installing$$missing"; \
+	  apt-get update -qq && $(APT_INSTALL) $$missing; \
+	fi
+
 # Test servers from npm (Azurite, the Azure Storage emulator); Node from Debian if missing.
-$(NODE_STAMP): package.json
+# After system-packages (order only): two apt-get runs at once would fight over dpkg's lock.
+$(NODE_STAMP): package.json | system-packages
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq nodejs npm)
 	npm install --no-audit --no-fund --silent
 	touch $(NODE_STAMP)
@@ -23,7 +44,7 @@ $(NODE_STAMP): package.json
 demo: setup
 	$(VENV)/bin/madrone demo
 
-test: setup $(NODE_STAMP)
+test: setup system-packages $(NODE_STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(PY) -m pytest
 
