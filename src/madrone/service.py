@@ -1,0 +1,219 @@
+"""The master as a service: claim a job from the catalog, run it, store its products,
+register its datasets, close the job; again, until stopped.
+
+The catalog owns job state. A master holds a job only through its lease, which a heartbeat
+thread extends every second while writing progress (so the row changes at most once a
+second). The heartbeat also carries the two ways a job can be taken away: a cancel asked by
+someone (the run stops, nothing is registered, nothing stays in storage) and a lease lost
+(another master took the job over after this one stalled; this one stops without
+registering anything). A stop (SIGTERM) hands the job back without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from madrone.catalog.db import Catalog
+from madrone.catalog.models import Job
+from madrone.catalog.queue import JobQueue
+from madrone.catalog.register import datasets_from_run
+from madrone.config import Settings
+from madrone.engine.run import RunResult
+from madrone.engine.spec import JobSpec
+from madrone.errors import MadroneError
+from madrone.storage import Storage
+
+log = logging.getLogger("madrone.service")
+HEARTBEAT_SECONDS = 1.0
+REAP_SECONDS = 2.0
+
+
+class JobStopped(Exception):
+    """Raised inside a run to stop it: cancelled, lease lost, or the master stopping."""
+
+
+@dataclass
+class _Watch:
+    """What the heartbeat thread and the run share about the job in hand."""
+
+    done: int = 0
+    total: int = 0
+    reason: str = ""
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, reason: str) -> None:
+        if not self.reason:
+            self.reason = reason
+        self.event.set()
+
+
+# A runner executes a spec into its output folder: (spec, progress, cancel) -> RunResult.
+Runner = Callable[[JobSpec, Callable[[int, int], None], threading.Event], RunResult]
+
+
+class Master:
+    """One master: claims jobs from ``catalog`` and stores products in ``storage``.
+
+    Args:
+        catalog: the catalog whose queue it serves (local SQLite or the central database).
+        storage: where products go.
+        settings: engine settings (workers, lease, attempts ...).
+        runner: how a job's spec is executed; default ``local_runner`` (the local pool,
+            or Dask when ``dask`` is given).
+        name: this master's name in the job rows (default host:pid:random).
+        work_dir: where jobs are computed before upload (default a temporary folder).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        storage: Storage,
+        settings: Settings,
+        *,
+        runner: Runner | None = None,
+        name: str | None = None,
+        work_dir: str | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        self.catalog, self.storage, self.settings = catalog, storage, settings
+        self.queue = JobQueue(catalog, settings.lease_seconds, settings.max_attempts)
+        self.runner = runner or local_runner(settings)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.work_dir = work_dir or tempfile.mkdtemp(prefix="madrone-master-")
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stopping = threading.Event()
+        self._watch: _Watch | None = None
+
+    def serve(self, idle_seconds: float = 1.0) -> None:
+        """Claim and run jobs until ``stop()``; wakes within a second of a submit."""
+        log.info("master %s serving %s", self.name, self.catalog.safe_url)
+        while not self.stopping.is_set():
+            self.queue.reap()
+            if not self.run_next() and not self.stopping.is_set():
+                self.queue.wait(min(idle_seconds, REAP_SECONDS))
+        self.queue.close()
+
+    def stop(self) -> None:
+        """Stop serving; a job in hand is handed back to the queue (no attempt counted)."""
+        self.stopping.set()
+        if self._watch is not None:
+            self._watch.stop("stopping")
+
+    def run_next(self) -> bool:
+        """Claim one job and see it through; False when nothing was queued."""
+        if self.stopping.is_set():
+            return False
+        job = self.queue.claim(self.name)
+        if job is None:
+            return False
+        log.info("job %s (%s) claimed by %s", job.id, job.name, self.name)
+        self._watch = watch = _Watch()
+        beat = threading.Thread(target=self._heartbeat, args=(job, watch), daemon=True)
+        beat.start()
+        try:
+            self._run(job, watch)
+        finally:
+            watch.event.set()
+            beat.join()
+            self._watch = None
+            shutil.rmtree(os.path.join(self.work_dir, job.id), ignore_errors=True)
+        return True
+
+    def _run(self, job: Job, watch: _Watch) -> None:
+        output_dir = os.path.join(self.work_dir, job.id)
+        spec = replace(JobSpec.from_dict(job.spec), output_dir=output_dir)
+
+        def progress(done: int, total: int) -> None:
+            watch.done, watch.total = done, total
+            if watch.reason:
+                raise JobStopped(watch.reason)
+
+        try:
+            result = self.runner(spec, progress, watch.event)
+            if watch.reason:
+                raise JobStopped(watch.reason)
+            self._publish(job, result, watch)
+        except Exception as error:
+            self._close_failed(job, watch, error)
+
+    def _publish(self, job: Job, result: RunResult, watch: _Watch) -> None:
+        """Upload every file, then register the datasets and close the job in one
+        transaction; if the job was taken away meanwhile, the uploads are removed."""
+        files = _product_files(result.output_dir)
+        prefix = f"jobs/{job.id}"
+        stored = self.storage.put_files(files, prefix)
+        if watch.reason:
+            self.storage.remove([asset.url for asset in stored])
+            raise JobStopped(watch.reason)
+        datasets = datasets_from_run(result, stored, job=job, scope=self._scope())
+        if not self.queue.succeed(job.id, self.name, datasets):
+            self.storage.remove([asset.url for asset in stored])
+            log.warning("job %s was taken from %s before it finished", job.id, self.name)
+            return
+        log.info("job %s succeeded: %d datasets", job.id, len(datasets))
+
+    def _close_failed(self, job: Job, watch: _Watch, error: Exception) -> None:
+        if watch.reason == "cancel":
+            self.queue.cancelled(job.id, self.name)
+            log.info("job %s cancelled", job.id)
+        elif watch.reason == "stopping":
+            self.queue.release(job.id, self.name)
+            log.info("job %s handed back: %s is stopping", job.id, self.name)
+        elif watch.reason == "lost":
+            log.warning("job %s: lease lost; another master has it", job.id)
+        else:
+            # A user's mistake fails at once; anything else may be the machine's and is
+            # tried again while attempts remain.
+            retry = not (isinstance(error, MadroneError) and error.exit_code == 2)
+            message = str(error) if isinstance(error, MadroneError) else _describe(error)
+            status = self.queue.fail(job.id, self.name, message, retry=retry)
+            log.warning("job %s attempt failed (%s): %s", job.id, status, message)
+
+    def _heartbeat(self, job: Job, watch: _Watch) -> None:
+        """Every second: extend the lease, write progress, learn of a cancel or a loss."""
+        while not watch.event.wait(self.heartbeat_seconds):
+            try:
+                beat = self.queue.heartbeat(job.id, self.name, watch.done, watch.total)
+            except MadroneError as error:
+                log.warning("heartbeat of job %s failed: %s", job.id, error)
+                continue
+            if not beat.owned:
+                watch.stop("lost")
+            elif beat.cancel_requested:
+                watch.stop("cancel")
+
+    def _scope(self) -> str:
+        return "shared" if self.catalog.is_postgres else "local"
+
+
+def local_runner(settings: Settings, dask: str | None = None) -> Runner:
+    """Run specs on the local process pool, or on a Dask scheduler given by address."""
+    from madrone.api import run
+
+    def runner(spec: JobSpec, progress, cancel: threading.Event) -> RunResult:
+        return run(spec, settings=settings, dask=dask, progress=progress, cancel=cancel)
+
+    return runner
+
+
+def _product_files(output_dir: str) -> dict[str, str]:
+    """Every product file of a run (COG, PNG and its world files, legend, item) by name."""
+    return {
+        name: os.path.join(output_dir, name)
+        for name in sorted(os.listdir(output_dir))
+        if not name.startswith(".") and os.path.isfile(os.path.join(output_dir, name))
+    }
+
+
+def _describe(error: Exception) -> str:
+    text: Any = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"
