@@ -205,6 +205,25 @@ def local_runner(settings: Settings, dask: str | None = None) -> Runner:
     return runner
 
 
+def master_runner(settings: Settings, *, dask: str | None = None, grpc=None) -> Runner:
+    """The runner of ``madrone master --db``: on the gRPC workers registered with ``grpc``
+    (an in-process ``MasterService``) when there are any at the start of a job, else on
+    Dask when ``dask`` names a scheduler, else on the local pool. The master's own paths
+    are used, so ``MADRONE_MASTER_ROOTS`` (a guard against network clients) does not apply.
+    """
+    fallback = local_runner(settings, dask)
+    if grpc is None:
+        return fallback
+
+    def runner(spec: JobSpec, progress, cancel: threading.Event) -> RunResult:
+        if grpc.worker_count() == 0:
+            log.info("no gRPC workers registered; running %s on the local pool", spec.name)
+            return fallback(spec, progress, cancel)
+        return grpc.run_job(spec, progress=progress, cancel=cancel)
+
+    return runner
+
+
 def _product_files(output_dir: str) -> dict[str, str]:
     """Every product file of a run (COG, PNG and its world files, legend, item) by name."""
     return {
