@@ -209,9 +209,13 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
         kind, value, last_id = json.loads(base64.urlsafe_b64decode(padded))
         if kind != sort:
             raise ValueError("cursor of another sort")
+        if not (isinstance(value, str) and isinstance(last_id, str)):
+            raise ValueError("forged cursor")  # a hand-made cursor must not reach the SQL
         if sort != "name":
             value = datetime.fromisoformat(value)
-        return value, str(last_id)
+            if value.tzinfo is None:
+                raise ValueError("a time without its zone")
+        return value, last_id
     except (ValueError, TypeError) as error:
         raise InputError(f"cursor {cursor[:40]!r} is not one this search gave ({error})") from None
 
