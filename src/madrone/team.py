@@ -8,6 +8,7 @@ given or ``central=True`` (``MADRONE_CENTRAL_DB_URL``).
 from __future__ import annotations
 
 import getpass
+import os
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,6 +19,7 @@ from madrone.catalog.models import FINAL_STATES, Job
 from madrone.catalog.queue import JobQueue
 from madrone.config import Settings
 from madrone.engine.spec import JobSpec
+from madrone.sources.spec import REMOTE_PREFIXES
 
 
 def open_catalog(
@@ -61,7 +63,7 @@ def submit(
     from madrone.engine.plan import plan
 
     settings = settings or Settings.from_env()
-    spec = replace(spec, output_dir=".", name=name or spec.name)
+    spec = replace(absolute_paths(spec), output_dir=".", name=name or spec.name)
     checked = plan(spec, settings=settings)
     kind = "mosaic" if spec.area is not None else "process"
     return queue_for(catalog, settings).submit(
@@ -72,6 +74,27 @@ def submit(
         priority=priority,
         idempotency_key=idempotency_key,
     )
+
+
+def absolute_paths(spec: JobSpec) -> JobSpec:
+    """The spec with every local path made absolute: a queued request is run by a master
+    in another folder (URLs and GDAL virtual paths are kept as given)."""
+
+    def absolute(path: str) -> str:
+        return path if not path or path.startswith(REMOTE_PREFIXES) else os.path.abspath(path)
+
+    sources = tuple(
+        replace(
+            source,
+            path=absolute(source.path),
+            bands={band: absolute(path) for band, path in source.bands.items()},
+        )
+        for source in spec.sources
+    )
+    search = spec.search
+    if search is not None and "://" not in search.catalog:
+        search = replace(search, catalog=absolute(search.catalog))
+    return replace(spec, sources=sources, search=search)
 
 
 def wait_for(

@@ -122,3 +122,12 @@ def test_a_failing_job_is_retried_then_fails_with_every_error(catalog, settings,
     failed = JobQueue(catalog).get(job.id)
     assert failed.status == "failed" and failed.attempts == 2
     assert [e["message"] for e in failed.errors] == ["OSError: disk on fire"] * 2
+
+
+def test_relative_paths_are_queued_absolute(catalog, settings, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(DEMO.parent)
+    job = team.submit(api.build_spec([DEMO.name], ["ndvi"]), catalog, settings=settings)
+    assert job.spec["sources"][0]["path"] == str(DEMO)
+    monkeypatch.chdir(tmp_path)
+    assert make_master(catalog, settings, tmp_path).run_next()
+    assert JobQueue(catalog).get(job.id).status == "succeeded"
