@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from madrone.catalog.db import Catalog
 from madrone.catalog.models import Job
 from madrone.catalog.queue import JobQueue
@@ -29,10 +31,11 @@ from madrone.catalog.register import datasets_from_run
 from madrone.config import Settings
 from madrone.engine.run import RunResult
 from madrone.engine.spec import JobSpec
-from madrone.errors import MadroneError
+from madrone.errors import CatalogError, MadroneError
 from madrone.storage import Storage
 
 log = logging.getLogger("madrone.service")
+DB_ERRORS = (CatalogError, DBAPIError)
 HEARTBEAT_SECONDS = 1.0
 REAP_SECONDS = 2.0
 
@@ -96,10 +99,19 @@ class Master:
     def serve(self, idle_seconds: float = 1.0) -> None:
         """Claim and run jobs until ``stop()``; wakes within a second of a submit."""
         log.info("master %s serving %s", self.name, self.catalog.safe_url)
+        backoff = 0.5
         while not self.stopping.is_set():
-            self.queue.reap()
-            if not self.run_next() and not self.stopping.is_set():
-                self.queue.wait(min(idle_seconds, REAP_SECONDS))
+            try:
+                self.queue.reap()
+                if not self.run_next() and not self.stopping.is_set():
+                    self.queue.wait(min(idle_seconds, REAP_SECONDS))
+                backoff = 0.5
+            except DB_ERRORS as error:
+                # The catalog went away (a restart, the network): keep trying, don't die.
+                log.warning("catalog %s unavailable: %s", self.catalog.safe_url, error)
+                self.queue.close()
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
         self.queue.close()
 
     def stop(self) -> None:
@@ -183,7 +195,8 @@ class Master:
         while not watch.event.wait(self.heartbeat_seconds):
             try:
                 beat = self.queue.heartbeat(job.id, self.name, watch.done, watch.total)
-            except MadroneError as error:
+            except DB_ERRORS as error:
+                # Missed beats are harmless until the lease runs out; the reaper decides.
                 log.warning("heartbeat of job %s failed: %s", job.id, error)
                 continue
             if not beat.owned:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from madrone.catalog.db import Catalog
 from madrone.catalog.models import FINAL_STATES, Dataset, Job, UTCDateTime, utc_now
-from madrone.errors import ConflictError, InputError, NotFoundError
+from madrone.errors import CatalogError, ConflictError, InputError, NotFoundError
 
 CHANNEL = "madrone_jobs"
 POLL_SECONDS = 0.1
@@ -290,20 +290,30 @@ class JobQueue:
         if self.has_queued():
             return True
         if self.catalog.is_postgres:
-            listener = self._listen()
-            for _ in listener.notifies(timeout=max(0.0, deadline - time.monotonic()), stop_after=1):
-                return True
-            return self.has_queued()
+            return self._wait_notified(deadline)
         while time.monotonic() < deadline:
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
             if self.has_queued():
                 return True
         return False
 
+    def _wait_notified(self, deadline: float) -> bool:
+        import psycopg
+
+        try:
+            listener = self._listen()
+            left = max(0.0, deadline - time.monotonic())
+            for _ in listener.notifies(timeout=left, stop_after=1):
+                return True
+        except psycopg.Error as error:
+            self.close()
+            raise CatalogError(f"listening on {self.catalog.safe_url} failed: {error}") from error
+        return self.has_queued()
+
     def close(self) -> None:
         if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+            listener, self._listener = self._listener, None
+            listener.close()
 
     # -- internals ------------------------------------------------------------------------
     def _owned(self, job_id: str, master: str) -> tuple[ColumnElement[bool], ...]:
