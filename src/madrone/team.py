@@ -10,28 +10,63 @@ from __future__ import annotations
 import getpass
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from madrone.catalog.datasets import DatasetQuery, Page, search_datasets
-from madrone.catalog.db import Catalog, default_db_url
-from madrone.catalog.models import FINAL_STATES, Job
+from madrone.catalog import users
+from madrone.catalog.datasets import DatasetQuery, Page, dataset_to_dict, search_datasets
+from madrone.catalog.db import HEAD, Catalog, default_db_url
+from madrone.catalog.models import FINAL_STATES, JOB_STATES, Job, User
 from madrone.catalog.queue import JobQueue
 from madrone.config import Settings
 from madrone.engine.spec import JobSpec
+from madrone.errors import CatalogError, InputError
 from madrone.sources.spec import REMOTE_PREFIXES
 
 
-def open_catalog(
+def catalog_url(
     settings: Settings | None = None, *, db: str | None = None, central: bool = False
-) -> Catalog:
-    """The catalog named by ``db``, else the central one if asked, else the local one."""
+) -> str:
+    """The URL ``open_catalog`` connects to; asking for both ``db`` and ``central`` is refused."""
     settings = settings or Settings.from_env()
+    if db and central:
+        raise InputError("give --db URL or --central, not both")
     if db:
-        return Catalog(db)
+        return db
     if central:
-        return Catalog.central(settings)
-    return Catalog(default_db_url(settings))
+        if not settings.central_db_url:
+            raise CatalogError(
+                "no central catalog configured: set MADRONE_CENTRAL_DB_URL "
+                "(postgresql+psycopg://user:password@host/database)"
+            )
+        return settings.central_db_url
+    return default_db_url(settings)
+
+
+def open_catalog(
+    settings: Settings | None = None,
+    *,
+    db: str | None = None,
+    central: bool = False,
+    upgrade: bool | None = None,
+) -> Catalog:
+    """The catalog named by ``db``, else the central one if asked, else the local one.
+
+    ``upgrade`` as for ``Catalog``: None migrates a SQLite file on first use only."""
+    return Catalog(catalog_url(settings, db=db, central=central), upgrade=upgrade)
+
+
+def upgrade_catalog(catalog: Catalog) -> str | None:
+    """Migrate a catalog's schema to the newest revision; returns the revision reached."""
+    return catalog.upgrade()
+
+
+def catalog_revision(catalog: Catalog) -> tuple[str | None, bool]:
+    """The schema revision a catalog is at (None: empty) and whether it is the newest."""
+    revision = catalog.current()
+    return revision, revision == HEAD
 
 
 def queue_for(catalog: Catalog, settings: Settings | None = None) -> JobQueue:
@@ -120,3 +155,104 @@ def wait_for(
 
 def find_datasets(catalog: Catalog, query: DatasetQuery | None = None) -> Page:
     return search_datasets(catalog, query or DatasetQuery())
+
+
+def list_jobs(
+    catalog: Catalog,
+    *,
+    status: str | None = None,
+    requester: str | None = None,
+    limit: int = 100,
+) -> list[Job]:
+    """Jobs newest first, optionally of one status or one requester."""
+    if status is not None and status not in JOB_STATES:
+        raise InputError(f"status {status!r} is not one of {', '.join(JOB_STATES)}")
+    if limit < 1:
+        raise InputError(f"limit must be 1 or more, got {limit}")
+    return queue_for(catalog).list(status=status, requester=requester, limit=limit)
+
+
+def get_job(catalog: Catalog, job_id: str) -> Job:
+    """One job with every field, errors of every attempt included (NotFoundError if none)."""
+    return queue_for(catalog).get(job_id)
+
+
+def cancel_job(catalog: Catalog, job_id: str) -> Job:
+    """Cancel a queued job at once, or ask its master to stop a running one; a job that
+    already ended raises ConflictError naming its status."""
+    return queue_for(catalog).cancel(job_id)
+
+
+def parse_date(text: str | None, *, name: str, end_of_day: bool = False) -> datetime | None:
+    """``2016-01-12`` or an ISO date-time (UTC unless it says otherwise) as an aware
+    datetime; with ``end_of_day`` a bare date stands for the last moment of that day.
+    ``name`` is the field the user filled in, for the message."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{name} {text!r} is not a date (YYYY-MM-DD or ISO date-time)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end_of_day and len(text.strip()) == 10:
+        moment += timedelta(days=1, microseconds=-1)
+    return moment
+
+
+def dataset_query(
+    *,
+    bbox: Sequence[float] | None = None,
+    index: str | None = None,
+    owner: str | None = None,
+    text: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+    sort: str = "created",
+    ascending: bool = False,
+    limit: int = 50,
+    cursor: str | None = None,
+    kind: str | None = None,
+) -> DatasetQuery:
+    """A dataset search from what a user types (dates as text, ``date_to`` inclusive)."""
+    return DatasetQuery(
+        bbox=tuple(bbox) if bbox is not None else None,
+        index=index,
+        owner=owner,
+        text=text,
+        start=parse_date(date_from, name="from"),
+        end=parse_date(date_to, name="to", end_of_day=True),
+        sort=sort,
+        ascending=ascending,
+        limit=limit,
+        cursor=cursor,
+        kind=kind,
+    )
+
+
+def page_to_dict(page: Page) -> dict[str, Any]:
+    """A page of datasets as JSON-ready data: ``datasets`` and ``next_cursor``."""
+    return {
+        "datasets": [dataset_to_dict(dataset) for dataset in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def add_user(
+    catalog: Catalog, name: str, role: str = "viewer", *, created_by: str | None = None
+) -> User:
+    """Create a user (viewer, editor or admin), recorded as made by ``current_user()``."""
+    return users.add_user(catalog, name, role, created_by=created_by or current_user())
+
+
+def list_users(catalog: Catalog) -> list[User]:
+    """Every user, by name."""
+    return users.list_users(catalog)
+
+
+def create_token(
+    catalog: Catalog, user: str, *, name: str = "", created_by: str | None = None
+) -> users.NewToken:
+    """An API token for ``user``: the plain token is in the result only, the catalog keeps
+    its hash."""
+    return users.create_token(catalog, user, name, created_by=created_by or current_user())
