@@ -1,7 +1,14 @@
-"""The Python API the CLI, the service and notebooks share: build a JobSpec, plan, run."""
+"""The Python API the CLI, the service and notebooks share: build a JobSpec, plan, run.
+
+Executors are chosen here and only here (``make_executor``, ``submit``): the local process
+pool by default, a Dask scheduler given by its address, or a madrone master over gRPC.
+A run is cancelled by setting its ``cancel`` event or by raising from its ``progress``
+callback: the pool's processes stop and nothing partial is left in the output folder.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,9 +46,11 @@ def build_spec(
     offset: float | None = None,
     scale: float | None = None,
     bands: Mapping[str, str] | None = None,
+    datetime: str | None = None,
 ) -> JobSpec:
     """Build a JobSpec; ``offset``/``scale`` override every source's metadata, ``bands``
-    adds one source made of explicit band files (``{"B04": path_or_url, ...}``)."""
+    adds one source made of explicit band files (``{"B04": path_or_url, ...}``),
+    ``datetime`` is the acquisition date of sources that state none."""
     specs = []
     sources = [*sources, SourceSpec(bands=dict(bands))] if bands else list(sources)
     for source in sources:
@@ -69,6 +78,22 @@ def build_spec(
         resampling=resampling,
         mask_classes=tuple(mask_classes) if mask_classes is not None else None,
         products=tuple(products),
+        datetime=datetime,
+    )
+
+
+def make_executor(
+    settings: Settings, workers: int | None = None, dask: object | None = None
+) -> Executor:
+    """The executor a run uses: the workers of a Dask scheduler when ``dask`` names one
+    (``tcp://host:8786``, or a ``distributed.Client``), else the local process pool of
+    ``workers`` processes (default: ``settings.workers``, else all cores)."""
+    if dask:
+        from madrone.executors.dask import DaskExecutor
+
+        return DaskExecutor(dask)
+    return LocalExecutor(
+        settings.resolved_workers(workers), settings.tiles_in_flight, settings.gdal_cache_mb
     )
 
 
@@ -77,28 +102,65 @@ def run(
     *,
     workers: int | None = None,
     executor: Executor | None = None,
+    dask: object | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[Plan], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
-    """Plan and execute a JobSpec on the given executor (default: the local process pool)."""
+    """Plan and execute a JobSpec on an executor (default: ``make_executor``'s choice).
+
+    ``progress(done, total)`` follows the tiles; an exception it raises, or ``cancel``
+    being set (``RunCancelled``), stops the run: the executor is closed, a local pool's
+    processes end, and nothing partial stays in the output folder.
+    """
+    if executor is not None and dask:
+        raise InputError("give an executor or a Dask scheduler address, not both")
     settings = settings or Settings.from_env()
     checked: Plan = plan(spec, settings=settings)
     if on_plan:
         on_plan(checked)
-    n_workers = settings.resolved_workers(workers)
-    executor = executor or LocalExecutor(
-        n_workers, settings.tiles_in_flight, settings.gdal_cache_mb
-    )
     return run_plan(
         checked,
-        executor,
-        threads=n_workers,
+        executor or make_executor(settings, workers, dask),
+        threads=settings.resolved_workers(workers),
         zlevel=settings.cog_zlevel,
         png_max_size=settings.png_max_size,
         gdal_cache_mb=settings.gdal_cache_mb,
         progress=progress,
+        cancel=cancel,
     )
+
+
+def submit(
+    spec: JobSpec,
+    master: str,
+    *,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Run a JobSpec on a madrone master over gRPC (``host:port``), with the settings'
+    token and CA; return the master's summary (products, statistics, warnings).
+
+    Raises:
+        InputError: the master refused the job or is unreachable.
+        ProcessingError: the job failed while running.
+    """
+    from madrone.executors.grpc.client import submit as submit_job
+
+    settings = settings or Settings.from_env()
+    ca = _read_pem(settings.tls_ca, "MADRONE_TLS_CA")
+    return submit_job(spec, master, settings.token or None, ca, progress)
+
+
+def _read_pem(path: str, what: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise InputError(f"{what} {path}: cannot read ({error.strerror})") from None
 
 
 def process(
@@ -108,7 +170,9 @@ def process(
     *,
     workers: int | None = None,
     executor: Executor | None = None,
+    dask: object | None = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
     settings: Settings | None = None,
     **options,
 ) -> RunResult:
@@ -124,13 +188,16 @@ def process(
         indices: index names; user expressions go in ``expressions={"name": "expr"}``.
         output_dir: where products are written.
         workers: local processes (default: settings, else all cores).
-        executor: another executor, e.g. ``DaskExecutor("tcp://scheduler:8786")``.
-        progress: called with (tiles done, tiles total).
+        executor: another executor object (see ``make_executor``).
+        dask: a Dask scheduler to run on, ``tcp://scheduler:8786``.
+        progress: called with (tiles done, tiles total); raising from it cancels the run.
+        cancel: set it (from another thread) to stop the run with ``RunCancelled``.
         settings: engine settings (default: from ``MADRONE_*`` variables).
         **options: the remaining JobSpec fields (see ``build_spec``).
     """
     spec = build_spec(sources, indices, output_dir, **options)
-    return run(spec, workers=workers, executor=executor, settings=settings, progress=progress)
+    return run(spec, workers=workers, executor=executor, dask=dask, settings=settings,
+               progress=progress, cancel=cancel)  # fmt: skip
 
 
 def build_area(
@@ -206,8 +273,10 @@ def mosaic(
     *,
     workers: int | None = None,
     executor: Executor | None = None,
+    dask: object | None = None,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
     **request,
 ) -> RunResult:
     """Compute indices over an area from a mosaic or a STAC catalog; write the products.
@@ -217,8 +286,9 @@ def mosaic(
         ...                         datetime="2023-08-01/2023-08-31", method="median")
 
     Args:
-        workers, executor, settings, progress: as for ``process``.
+        workers, executor, dask, settings, progress, cancel: as for ``process``.
         **request: the area and the source (see ``build_mosaic_spec``).
     """
     spec = build_mosaic_spec(**request)
-    return run(spec, workers=workers, executor=executor, settings=settings, progress=progress)
+    return run(spec, workers=workers, executor=executor, dask=dask, settings=settings,
+               progress=progress, cancel=cancel)  # fmt: skip

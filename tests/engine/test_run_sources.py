@@ -10,6 +10,7 @@ import pytest
 import rasterio
 
 from madrone import process
+from madrone.errors import UnknownDateWarning
 from tests.engine.test_run import TINY, assert_close_with_nan, ratio, read
 from tests.support.http import read_log, serve_directory
 from tests.support.safe import build_mini_safe, zip_folder
@@ -47,10 +48,12 @@ def test_stac_item_over_http_range_reads(data_dir: Path, tmp_path: Path) -> None
 
 def test_band_urls(data_dir: Path, tmp_path: Path) -> None:
     folder = data_dir / "L1C_T19UDP_20170729_900m"
-    with serve_directory(str(folder)) as url:
+    # Files named B04.tif and B08.tif state no date: the run says so and goes on.
+    with serve_directory(str(folder)) as url, pytest.warns(UnknownDateWarning, match="B04"):
         result = process([], ["ndvi"], str(tmp_path), workers=1, name="remote",
                          bands={"B04": f"{url}/B04.tif", "nir": f"{url}/B08.tif"},
                          products=["cog"])  # fmt: skip
+    assert result.datetime is None and result.undated == ("B04",)
     with rasterio.open(result.products["NDVI"].files["cog"]) as product:
         with rasterio.open(folder / "B04.tif") as red:
             assert product.transform == red.transform

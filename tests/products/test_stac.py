@@ -10,8 +10,10 @@ import pystac
 import pytest
 from affine import Affine
 from pyproj import Transformer
+from pystac.errors import STACValidationError
+from pystac.validation import validate_dict
 
-from madrone.errors import InputError, ProcessingError
+from madrone.errors import ProcessingError
 from madrone.products.stac import build_item, write_json
 from madrone.products.stats import compute_stats
 from tests.support.rasters import TRANSFORM, write_raster
@@ -178,9 +180,29 @@ def test_datetime_range_from_sources(raster):
     assert props["end_datetime"] == "2023-07-16T10:15:59.024000Z"
 
 
-def test_no_date_at_all_is_refused(raster):
-    with pytest.raises(InputError, match="datetime"):
-        make_item(raster, sources=[{"name": "undated"}])
+def test_no_date_at_all_is_an_unknown_date_that_stac_accepts(raster):
+    item = make_item(raster, sources=[{"name": "undated"}])
+    props = item["properties"]
+    assert props["datetime"] is None
+    assert props["madrone:datetime"] == "unknown"
+    assert props["start_datetime"] == "2015-06-23T00:00:00Z"
+    assert props["end_datetime"] == "9999-12-31T23:59:59Z"
+    parsed = pystac.Item.from_dict(item)
+    assert parsed.datetime is None
+    assert parsed.common_metadata.start_datetime.year == 2015
+    assert parsed.common_metadata.end_datetime.year == 9999
+    # The core STAC item schema (bundled with pystac) accepts it; without the range it would not.
+    validate_dict(item, extensions=[])
+    rangeless = {**item, "properties": {**props}}
+    del rangeless["properties"]["start_datetime"], rangeless["properties"]["end_datetime"]
+    with pytest.raises(STACValidationError):
+        validate_dict(rangeless, extensions=[])
+
+
+def test_a_known_date_is_never_marked_unknown(raster):
+    assert "madrone:datetime" not in make_item(raster)["properties"]
+    dated = make_item(raster, properties={"datetime": "2023-07-16T10:15:59Z"}, sources=[])
+    assert "madrone:datetime" not in dated["properties"]
 
 
 def test_item_is_reproducible(raster, tmp_path):

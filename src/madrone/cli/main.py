@@ -54,12 +54,17 @@ def cli() -> None:
     """Sentinel-2 spectral-index mosaics: COG, PNG, legend and STAC provenance."""
 
 
+SPEC_OPTIONS = ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale",
+                "datetime")  # fmt: skip
+
+
 @cli.command()
 @click.argument("sources", nargs=-1)
 @click.option("--output", "-o", "output_dir", required=True, help="Output folder.")
 @click.option("--resolution", type=float, help="Output pixel size in CRS units (metres).")
 @click.option("--crs", help="Output CRS, e.g. EPSG:32633 (needed for sources in several CRSs).")
 @click.option("--bbox", help="Clip to W,S,E,N in degrees (WGS84).")
+@click.option("--datetime", help="Acquisition date of sources that state none, e.g. 2020-02-19.")
 @common_options(ALL_PRODUCTS, "How coarser bands are resampled onto the output grid.")
 def process(
     sources, indices, expressions, bands, band_maps, dask_address, master_address, **options
@@ -80,10 +85,7 @@ def process(
         bbox=parse_floats(options.pop("bbox"), 4, "--bbox"),
         mask_classes=parse_mask_classes(options.pop("mask_classes")),
         products=split_list((options.pop("products"),)),
-        **{
-            k: options[k]
-            for k in ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale")
-        },
+        **{k: options[k] for k in SPEC_OPTIONS},
     )
     execute(spec, options["workers"], options["quiet"], dask_address, master_address)
 

@@ -1,5 +1,5 @@
 """What the commands share: running a spec with a progress bar, submitting it to a master,
-and printing where the products went."""
+and printing where the products went. Executors are chosen by ``madrone.api``."""
 
 from __future__ import annotations
 
@@ -10,28 +10,27 @@ import warnings
 
 import click
 
-from madrone.api import run
+from madrone.api import run, submit
 from madrone.config import Settings
+from madrone.engine.plan import Plan
 from madrone.engine.run import RunResult
 from madrone.engine.spec import JobSpec
+from madrone.errors import InputError
 
 
-def run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> RunResult:
-    settings = Settings.from_env()
+def run_with_progress(
+    spec: JobSpec, workers: int | None, quiet: bool, dask: str | None = None
+) -> RunResult:
+    """Run a spec locally (or on a Dask scheduler) with a progress bar on a terminal; the
+    run's warnings are printed as ``madrone: warning: ...``."""
     show_bar = not quiet and sys.stderr.isatty()
     bar = None
-    state = {}
+    state = {"done": 0}
 
-    def on_plan(plan) -> None:
+    def on_plan(plan: Plan) -> None:
         nonlocal bar
         if not quiet:
-            grid = plan.grid
-            click.echo(
-                f"{plan.name}: {', '.join(i.name for i in plan.context.indices)} on "
-                f"{grid.width}x{grid.height} px at {grid.res_x:g} m ({grid.crs}), "
-                f"{len(plan.tiles)} tiles of {plan.tile_size}",
-                err=True,
-            )
+            click.echo(describe_plan(plan), err=True)
         if show_bar:
             bar = click.progressbar(
                 length=len(plan.tiles), label="tiles", file=sys.stderr, show_eta=True, show_pos=True
@@ -40,21 +39,15 @@ def run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> 
 
     def progress(done: int, total: int) -> None:
         if bar is not None:
-            bar.update(done - state.get("done", 0))
+            bar.update(done - state["done"])
         state["done"] = done
 
     started = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = run(
-                spec,
-                workers=workers,
-                executor=executor,
-                settings=settings,
-                progress=progress,
-                on_plan=on_plan,
-            )
+            result = run(spec, workers=workers, dask=dask, settings=Settings.from_env(),
+                         progress=progress, on_plan=on_plan)  # fmt: skip
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
@@ -64,12 +57,18 @@ def run_with_progress(spec, workers: int | None, quiet: bool, executor=None) -> 
     return result
 
 
-def submit_to_master(spec, master_address: str, quiet: bool) -> None:
-    from madrone.cli.cluster import read_pem
-    from madrone.executors.grpc.client import submit
+def describe_plan(plan: Plan) -> str:
+    grid = plan.grid
+    return (
+        f"{plan.name}: {', '.join(i.name for i in plan.context.indices)} on "
+        f"{grid.width}x{grid.height} px at {grid.res_x:g} m ({grid.crs}), "
+        f"{len(plan.tiles)} tiles of {plan.tile_size}"
+    )
 
-    settings = Settings.from_env()
-    ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
+
+def submit_to_master(spec: JobSpec, master_address: str, quiet: bool) -> None:
+    """Run a spec on a madrone master, with a progress bar on a terminal; print the
+    products and the run's warnings."""
     bar = None
     if not quiet and sys.stderr.isatty():
         bar = click.progressbar(length=1, label="tiles", file=sys.stderr, show_pos=True)
@@ -82,7 +81,9 @@ def submit_to_master(spec, master_address: str, quiet: bool) -> None:
         state["done"] = done
 
     with bar if bar is not None else contextlib.nullcontext():
-        summary = submit(spec, master_address, settings.token or None, ca, progress)
+        summary = submit(spec, master_address, progress=progress)
+    for message in summary.get("warnings", []):
+        click.echo(f"madrone: warning: {message}", err=True)
     if not quiet:
         click.echo(f"products in {summary['output_dir']}:")
         for key, product in summary["products"].items():
@@ -110,14 +111,11 @@ def execute(
     master_address: str | None,
 ) -> None:
     """Run a spec locally, on a Dask scheduler or on a madrone master; print the products."""
+    if master_address and dask_address:
+        raise InputError("give --dask or --master, not both")
     if master_address:
         submit_to_master(spec, master_address, quiet)
         return
-    executor = None
-    if dask_address:
-        from madrone.executors.dask import DaskExecutor
-
-        executor = DaskExecutor(dask_address)
-    result = run_with_progress(spec, workers, quiet, executor)
+    result = run_with_progress(spec, workers, quiet, dask_address)
     if not quiet:
         print_summary(result)

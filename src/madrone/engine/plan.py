@@ -172,12 +172,6 @@ def plan(spec: JobSpec, *, writes: bool = True, settings: Settings | None = None
         geometry=geometry_in(spec.area, grid.crs) if spec.area else None,
         ranking=ranking,
     )
-    if "json" in spec.products and not any(s.metadata.get("datetime") for s in used):
-        raise InputError(
-            f"{used[0].name}: no acquisition date in the metadata or the file names "
-            "(name the files with a date such as 20160112, give --datetime, "
-            "or leave json out of --products)"
-        )
     name = spec.name or (_search_name(spec, used) if spec.search else _safe_name(used[0].name))
     return Plan(spec, name, context, tuple(iter_tiles(grid, tile_size)), used, tile_size)
 

@@ -1,28 +1,38 @@
 """Drive an executor over a plan, stream tiles to the writer, then make the products.
 
 Everything is written into a private staging folder inside the output folder and moved into
-place only when complete, so a failure at any step leaves no partial product behind.
+place only when complete, so a failure at any step, a cancellation, or an exception raised
+by the progress callback leaves no partial product behind; the executor is closed at once,
+so a local pool stops its processes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import shutil
+import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from madrone import __version__
 from madrone.engine.plan import Plan, TileContext
 from madrone.engine.progress import ProgressLog
 from madrone.engine.tile import TileResult, count_key
-from madrone.errors import ImplausibleReflectanceWarning, MadroneError, ProcessingError
+from madrone.errors import (
+    ImplausibleReflectanceWarning,
+    MadroneError,
+    ProcessingError,
+    UnknownDateWarning,
+)
 from madrone.grid import Tile
 from madrone.products.render import render_legend, render_png, style_for
-from madrone.products.stac import build_item, write_json
+from madrone.products.stac import build_item, to_datetime, write_json
 from madrone.products.stats import (
     WindowKey,
     WindowStats,
@@ -51,16 +61,62 @@ class IndexProducts:
     stats: dict
 
 
+class RunCancelled(MadroneError):
+    """A run stopped on request (a cancel event, a master's Cancel); it left nothing behind.
+
+    Not the user's fault and not a failure: exit code 1, HTTP 409 (the job's state changed).
+    """
+
+    exit_code = 1
+    http_status = 409
+
+
+class Note(NamedTuple):
+    """One warning of a run: its text (kept in the result and the STAC item) and its class."""
+
+    message: str
+    category: type[Warning]
+
+
 @dataclass
 class RunResult:
-    """What a run produced: products per index, and any plausibility warnings."""
+    """What a run produced.
+
+    Attributes:
+        name: the products' name prefix.
+        output_dir: the folder the products were moved into.
+        products: index name -> its files and statistics.
+        notes: the run's warnings with their classes; ``warnings`` lists their texts.
+        tiles: how many tiles the grid has.
+        elapsed: seconds, when the caller timed the run.
+        datetime: the sources' acquisition time (UTC) when they state one and the same;
+            None when several differ (see the range) or when none states one.
+        start_datetime, end_datetime: the earliest and latest acquisition times the
+            sources state (both equal to ``datetime`` for one); None when none states one.
+        undated: names of the sources whose acquisition date is unknown.
+    """
 
     name: str
     output_dir: str
     products: dict[str, IndexProducts]
-    warnings: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     tiles: int = 0
     elapsed: float = 0.0
+    datetime: dt.datetime | None = None
+    start_datetime: dt.datetime | None = None
+    end_datetime: dt.datetime | None = None
+    undated: tuple[str, ...] = ()
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings' texts (plausibility, unknown dates), as in the STAC items."""
+        return [note.message for note in self.notes]
+
+
+def emit_warnings(result: RunResult) -> None:
+    """Raise a run's warnings as Python warnings, in the caller's thread."""
+    for note in result.notes:
+        warnings.warn(note.message, note.category, stacklevel=3)
 
 
 def run_plan(
@@ -72,21 +128,66 @@ def run_plan(
     png_max_size: int = 4096,
     gdal_cache_mb: int = 64,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
-    """Execute a plan on an executor and write its products into the spec's output folder."""
+    """Execute a plan on an executor and write its products into the spec's output folder.
+
+    ``progress(done, total)`` is called after each tile; an exception it raises stops the
+    run and reaches the caller unchanged, as ``RunCancelled`` does once ``cancel`` is set.
+    Either way the executor is closed and nothing is left in the output folder.
+    """
     with RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb) as session:
         total = len(plan.tiles)
         pending = [tile for tile in plan.tiles if tile not in session.done]
+        _check_cancel(plan, cancel)
+        stream = executor.map_tiles(plan.context, pending) if pending else iter(())
         try:
-            for result in executor.map_tiles(plan.context, pending) if pending else ():
-                session.add(result)
+            for result in _failing_as_processing(plan, stream):
+                with _processing(plan):
+                    session.add(result)
                 if progress:
                     progress(len(session.done), total)
-        except MadroneError:
-            raise
-        except Exception as error:
-            raise ProcessingError(f"processing {plan.name} failed: {error}") from error
-        return session.finish()
+                _check_cancel(plan, cancel)
+        finally:
+            _close(stream)
+        result = session.finish()
+    emit_warnings(result)
+    return result
+
+
+def _check_cancel(plan: Plan, cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise RunCancelled(f"{plan.name}: cancelled; nothing was written")
+
+
+@contextmanager
+def _processing(plan: Plan) -> Iterator[None]:
+    """Turn an unexpected exception into a ProcessingError naming the job."""
+    try:
+        yield
+    except MadroneError:
+        raise
+    except Exception as error:
+        raise ProcessingError(f"processing {plan.name} failed: {error}") from error
+
+
+def _failing_as_processing(plan: Plan, stream: Iterable[TileResult]) -> Iterator[TileResult]:
+    """The executor's results; its unexpected failures become ProcessingError."""
+    iterator = iter(stream)
+    while True:
+        with _processing(plan):
+            try:
+                result = next(iterator)
+            except StopIteration:
+                return
+        yield result
+
+
+def _close(stream: Iterable[TileResult]) -> None:
+    """Close an executor's generator now, so a pool stops its processes before we return."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
 
 
 class RunSession:
@@ -163,7 +264,7 @@ class RunSession:
         """Encode the COGs, make the other products and move them into the output folder."""
         plan = self.plan
         cogs = self.writer.finish()
-        notes = _plausibility(plan, self.counts)
+        notes = _date_notes(plan) + _plausibility(plan, self.counts)
         products = {
             key: _index_products(
                 plan, key, cogs, self.names[key], notes, self.partials[key], self.png_max_size,
@@ -174,7 +275,12 @@ class RunSession:
         files = _publish(self.staging, self.output_dir, products, plan.spec.products)
         for key, product in products.items():
             product.files = files[key]
-        return RunResult(plan.name, self.output_dir, products, notes, len(plan.tiles))
+        moment, start, end = product_dates(plan)
+        undated = tuple(s.name for s in plan.scenes if not s.metadata.get("datetime"))
+        return RunResult(
+            plan.name, self.output_dir, products, notes, len(plan.tiles),
+            datetime=moment, start_datetime=start, end_datetime=end, undated=undated,
+        )  # fmt: skip
 
     def abort(self) -> None:
         """Remove the staging folder and everything in it (idempotent)."""
@@ -193,8 +299,38 @@ def _job_key(plan: Plan) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) -> list[str]:
-    """Warn, naming the source and the offset used, when reflectance looks wrong."""
+def product_dates(plan: Plan) -> tuple[dt.datetime | None, dt.datetime | None, dt.datetime | None]:
+    """(datetime, start, end) in UTC of the acquisition times the plan's sources state:
+    datetime is set when they state one and the same; all None when none states one."""
+    moments = sorted(
+        {to_datetime(s.metadata["datetime"]).astimezone(dt.UTC) for s in plan.scenes
+         if s.metadata.get("datetime")}
+    )  # fmt: skip
+    if not moments:
+        return None, None, None
+    return (moments[0] if len(moments) == 1 else None), moments[0], moments[-1]
+
+
+def _date_notes(plan: Plan) -> list[Note]:
+    """One warning per source of unknown acquisition date, naming it."""
+    undated = [scene.name for scene in plan.scenes if not scene.metadata.get("datetime")]
+    if len(undated) == len(plan.scenes):
+        outcome = "the products carry no date (STAC datetime null, madrone:datetime unknown)"
+    else:
+        outcome = "the products' dates are those of the other sources"
+    return [
+        Note(
+            f"{name}: acquisition date unknown (neither its metadata nor its file names state "
+            f"one); {outcome}; give --datetime, or a date such as 20160112 in the file "
+            "names, to record it",
+            UnknownDateWarning,
+        )
+        for name in undated
+    ]
+
+
+def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) -> list[Note]:
+    """Name the source, the band and the offset used when reflectance looks wrong."""
     radiometry = {scene.name: scene.metadata.get("radiometry", "") for scene in plan.scenes}
     offsets = {
         (scene.name, band): ref.offset for scene in plan.scenes for band, ref in scene.bands.items()
@@ -208,8 +344,7 @@ def _plausibility(plan: Plan, counts: dict[tuple[str, str], ReflectanceCounts]) 
                 f"{offsets.get((scene, band), 0):g} DN ({radiometry.get(scene)}); "
                 "check the metadata or set --offset/--scale"
             )
-            warnings.warn(message, ImplausibleReflectanceWarning, stacklevel=2)
-            notes.append(message)
+            notes.append(Note(message, ImplausibleReflectanceWarning))
     return notes
 
 
@@ -244,7 +379,7 @@ def _index_products(
     key: str,
     cogs: dict[str, str],
     name: str,
-    notes: list[str],
+    notes: list[Note],
     partials: dict[WindowKey, WindowStats],
     png_max_size: int,
     used: dict[str, int],
@@ -294,14 +429,14 @@ def _source_record(scene, used: dict[str, int]) -> dict:
     return record
 
 
-def _properties(plan: Plan, notes: list[str], observations: dict | None) -> dict:
+def _properties(plan: Plan, notes: list[Note], observations: dict | None) -> dict:
     spec = plan.spec
     properties = {
         "madrone:resampling": spec.resampling,
         "madrone:mask_classes": list(plan.context.mask_classes),
         "madrone:method": spec.method,
         "madrone:days": len(plan.context.groups),
-        "madrone:warnings": notes,
+        "madrone:warnings": [note.message for note in notes],
     }
     if observations is not None:
         properties["madrone:observations"] = observations
@@ -309,9 +444,9 @@ def _properties(plan: Plan, notes: list[str], observations: dict | None) -> dict
         properties["madrone:area"] = spec.area.to_dict()
     if spec.search is not None:
         properties["madrone:search"] = spec.search.to_dict()
-    dates = sorted(s.metadata["datetime"] for s in plan.scenes if s.metadata.get("datetime"))
-    if len(dates) == 1:
-        properties["datetime"] = dates[0]
+    moment, _, _ = product_dates(plan)
+    if moment is not None:
+        properties["datetime"] = moment
     return properties
 
 

@@ -4,6 +4,13 @@ The item says where the product lies (footprint in WGS84, projection fields), wh
 (the index: name, formula, bands), what went in (sources and their radiometry), its
 statistics and which madrone made it. It holds no wall-clock time, so the same job writes
 the same bytes on every run and every executor. Asset hrefs are relative to the item.
+
+An item needs a date: STAC allows ``datetime: null`` only with ``start_datetime`` and
+``end_datetime``. A product whose sources state no acquisition date (a user's GeoTIFF, a
+cloud mosaic of many days) gets ``datetime: null``, the property
+``"madrone:datetime": "unknown"``, and the widest range that is still true: from the launch
+of Sentinel-2A (no Sentinel-2 pixel is older) to 9999-12-31T23:59:59Z, the latest time
+RFC 3339 can write (an open end).
 """
 
 from __future__ import annotations
@@ -47,6 +54,9 @@ _EXTENSION_TYPES = {".tif": "image/tiff; application=geotiff", ".png": _PNG, ".j
 _DATA_KEYS = ("data", "cog")
 _EDGE_POINTS = 16  # footprint vertices per edge, so curved edges in lon/lat stay inside
 _DECIMALS = 7  # lon/lat decimals in the geometry: about 1 cm
+UNKNOWN_DATE_PROPERTY = "madrone:datetime"
+UNKNOWN_DATE_START = "2015-06-23T00:00:00Z"  # Sentinel-2A's launch
+UNKNOWN_DATE_END = "9999-12-31T23:59:59Z"  # open: nothing is known but the start
 
 
 def build_item(
@@ -69,6 +79,8 @@ def build_item(
         sources: one dict per input scene (name, href, datetime, radiometry ...).
         assets: asset key -> href relative to the item (a file name).
         properties: more item properties; ``datetime`` here sets the item's datetime.
+            Without it and without source dates the date is recorded as unknown (see
+            the module's docstring).
 
     Returns:
         The item as a JSON-able dict, checked by a pystac round trip.
@@ -77,6 +89,9 @@ def build_item(
 
     extra = dict(properties)
     moment, start, end = _item_dates(extra.pop("datetime", None), sources)
+    if moment is None and start is None:
+        start, end = to_datetime(UNKNOWN_DATE_START), to_datetime(UNKNOWN_DATE_END)
+        extra[UNKNOWN_DATE_PROPERTY] = "unknown"
     extra = _plain(extra)
     with rasterio.open(raster_path) as ds:
         crs, transform, shape, bounds = ds.crs, ds.transform, ds.shape, ds.bounds
@@ -170,18 +185,18 @@ def _add_raster_band(asset: pystac.Asset, stats: dict, resolution: float) -> Non
 def _item_dates(
     given: Any, sources: list[dict]
 ) -> tuple[datetime | None, datetime | None, datetime | None]:
-    """Return (datetime, start, end): the given moment, else the sources' time range."""
+    """Return (datetime, start, end): the given moment, else the sources' time range, else
+    three Nones (no date known)."""
     if given:
-        return _to_datetime(given), None, None
-    moments = sorted(_to_datetime(s["datetime"]) for s in sources if s.get("datetime"))
+        return to_datetime(given), None, None
+    moments = sorted(to_datetime(s["datetime"]) for s in sources if s.get("datetime"))
     if not moments:
-        raise InputError(
-            "the product has no date: no 'datetime' property and no source with a datetime"
-        )
+        return None, None, None
     return None, moments[0], moments[-1]
 
 
-def _to_datetime(value: str | datetime) -> datetime:
+def to_datetime(value: str | datetime) -> datetime:
+    """A time as an aware datetime; one without a zone is taken as UTC."""
     moment = value if isinstance(value, datetime) else str_to_datetime(str(value))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -242,7 +257,7 @@ def _plain(value: Any) -> Any:
 
     def default(obj: Any) -> str:
         if isinstance(obj, datetime):
-            return pystac.utils.datetime_to_str(_to_datetime(obj))
+            return pystac.utils.datetime_to_str(to_datetime(obj))
         raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON data")
 
     try:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import rasterio
 from rasterio.errors import RasterioIOError
 
-from madrone.bands import ESA_ORDER, band_id_in_filename, normalize_band
+from madrone.bands import BANDS, ESA_ORDER, band_id_in_filename, normalize_band
 from madrone.errors import InputError, SourceError
 from madrone.sources.base import BandRef, Scene
 from madrone.sources.gdal import gdal_env, gdal_path
@@ -57,20 +57,31 @@ def _resolution_of(path: str) -> float:
         raise SourceError(f"{path}: cannot open as a raster ({error})") from error
 
 
+_COMMON_NAMES = {info.common_name: band_id for band_id, info in BANDS.items()}
+
+
+def band_of_file(filename: str) -> str | None:
+    """The band a file holds, by the band id in its name (``T18SVG_..._B04_10m.jp2``) or by
+    a common name that is its whole stem (``red.tif``, ``nir.tif``)."""
+    stem = os.path.splitext(os.path.basename(filename))[0].lower()
+    return band_id_in_filename(filename) or _COMMON_NAMES.get(stem)
+
+
 def read_band_folder(folder: str) -> Scene:
-    """A local folder of single-band files named by band id; the finest file per band wins."""
+    """A local folder of single-band files named by band id or common name (``B04.tif``,
+    ``red.tif``); the finest file per band wins."""
     found: dict[str, list[str]] = {}
     for root, _dirs, names in os.walk(folder):
         for filename in sorted(names):
             if not filename.lower().endswith(RASTER_SUFFIXES):
                 continue
-            band_id = band_id_in_filename(filename)
+            band_id = band_of_file(filename)
             if band_id:
                 found.setdefault(band_id, []).append(os.path.join(root, filename))
     if not found:
         raise SourceError(
             f"{folder}: no band files found (expected names with a band id such as B04.tif "
-            "or T18SVG_20160112T155032_B04_10m.jp2)"
+            "or T18SVG_20160112T155032_B04_10m.jp2, or a common name such as red.tif)"
         )
     bands = {}
     for band_id, paths in sorted(found.items()):
