@@ -1,9 +1,10 @@
 """Commands: process, demo, indices. Errors map to exit codes here and only here:
-0 ok, 2 bad input or usage (any MadroneError), 1 internal error."""
+0 ok, 2 bad input or usage (any MadroneError), 1 internal error, 143 stopped by SIGTERM."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from importlib import resources
 
@@ -30,12 +31,31 @@ from madrone.sources.mosaic import SAMPLE_CORNERS
 from madrone.sources.spec import SourceSpec
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived: unwinds like ``sys.exit`` so every ``finally`` cleans up (the pool
+    and its processes stop, staging files go) before the process exits with 143."""
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (a service manager, a container stop, a master releasing a job) into an
+    orderly exit. Once only: a second SIGTERM must not cut the clean-up short."""
+
+    def stop(number: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(128 + number)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 class MadroneGroup(click.Group):
     """Turns MadroneError into a one-line message and exit 2; anything else into exit 1."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except Terminated:
+            click.echo("madrone: stopped by SIGTERM", err=True)
+            raise
         except MadroneError as error:
             click.echo(f"madrone: error: {error}", err=True)
             sys.exit(error.exit_code)
@@ -138,4 +158,5 @@ for _command in (
 
 
 def main() -> None:
+    stop_on_sigterm()
     cli(prog_name="madrone")

@@ -3,12 +3,24 @@
 Tile arrays come back through shared memory (the worker copies each array once into a
 segment, the parent maps it, the writer copies it out, the segment is unlinked): pickling
 them through the pool's pipe would cost more CPU than computing the index.
+
+A pool never outlives its run. Abandoning ``map_tiles`` (the generator closed, an exception
+from the consumer, SIGTERM turned into SystemExit) cancels what is queued, terminates the
+workers at once (a tile is pure computation, so nothing is lost but time) and unlinks the
+pool's shared memory. A worker also ends itself when the process that owns the pool dies,
+even by ``kill -9``: with no worker left, the fork server and the resource tracker, whose
+pipes the workers held open, exit too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
+import select
+import signal
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import resource_tracker, shared_memory
@@ -20,17 +32,68 @@ from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
 from madrone.grid import Tile
 
 _CONTEXT: TileContext | None = None
+_PREFIX = ""  # shared-memory names of this worker's pool: "psm_" and the pool's token
+SHM_FOLDER = "/dev/shm"  # where POSIX shared memory is visible as files (Linux)
 
 
-def _init_worker(context: TileContext, gdal_cache_mb: int) -> None:
-    """Runs once per worker process: one thread each, a bounded GDAL cache, the context."""
-    global _CONTEXT
-    _CONTEXT = context
+def _init_worker(context: TileContext, gdal_cache_mb: int, owner: int, prefix: str) -> None:
+    """Runs once per worker process: one thread each, a bounded GDAL cache, the context,
+    Ctrl-C left to the owner (which stops the pool in order), and a watch on the owner."""
+    global _CONTEXT, _PREFIX
+    _CONTEXT, _PREFIX = context, prefix
     os.environ["GDAL_CACHEMAX"] = str(gdal_cache_mb)
     os.environ["GDAL_NUM_THREADS"] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import numexpr
 
     numexpr.set_num_threads(1)
+    _watch_owner(owner, prefix)
+
+
+def _watch_owner(owner: int, prefix: str) -> None:
+    """End this worker as soon as ``owner`` dies. The worker's parent is the fork server,
+    not the owner, so PR_SET_PDEATHSIG cannot see the owner go; a pidfd can (Linux 5.3+),
+    else the owner is polled."""
+    try:
+        handle = os.pidfd_open(owner)
+    except (AttributeError, OSError):
+        handle = None
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(owner):
+                time.sleep(0.5)
+        sweep_segments(prefix)  # nobody is left to read or unlink them
+        os._exit(1)
+
+    threading.Thread(target=watch, name="madrone-owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_segments(prefix: str) -> list[str]:
+    """Unlink the shared-memory segments whose names start with ``prefix``; return them."""
+    if not prefix or not os.path.isdir(SHM_FOLDER):
+        return []
+    swept = []
+    for name in os.listdir(SHM_FOLDER):
+        if name.startswith(prefix):
+            try:
+                os.unlink(os.path.join(SHM_FOLDER, name))
+                swept.append(name)
+            except FileNotFoundError:
+                pass
+    return swept
 
 
 SharedArrays = dict[str, tuple[str, tuple[int, ...], str]]
@@ -41,7 +104,8 @@ def _run_in_worker(tile: Tile) -> tuple[TileResult, SharedArrays]:
     result = run_tile(TileTask(_CONTEXT, tile))
     handles = {}
     for key, array in result.arrays.items():
-        segment = shared_memory.SharedMemory(create=True, size=max(array.nbytes, 1))
+        name = f"{_PREFIX}{secrets.token_hex(6)}"
+        segment = shared_memory.SharedMemory(name=name, create=True, size=max(array.nbytes, 1))
         np.ndarray(array.shape, array.dtype, buffer=segment.buf)[...] = array
         handles[key] = (segment.name, array.shape, array.dtype.str)
         # The parent unlinks the segment; stop this process's tracker from doing it too.
@@ -75,6 +139,31 @@ def _discard(future: Future) -> None:
         _release(result, _receive(result, handles))
 
 
+def _start_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # Import the engine once in the fork server, not once per worker.
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context()
+
+
+def _stop_pool(pool: ProcessPoolExecutor, pending: set[Future], abandoned: bool) -> None:
+    """Shut a pool down; an abandoned one has its queue cancelled and workers terminated."""
+    for future in pending:
+        future.cancel()
+    if abandoned:
+        terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+        if terminate is not None:
+            terminate()
+        else:
+            for process in list((pool._processes or {}).values()):
+                process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for future in pending:
+        _discard(future)
+
+
 class LocalExecutor:
     """Runs tiles in a pool of ``workers`` processes (in this process when workers is 1).
 
@@ -87,7 +176,8 @@ class LocalExecutor:
         self.gdal_cache_mb = gdal_cache_mb
 
     def map_tiles(self, context: TileContext, tiles: Sequence[Tile]) -> Iterator[TileResult]:
-        """Yield one result per tile, in completion order."""
+        """Yield one result per tile, in completion order. Closing the generator early
+        stops the pool's processes before ``close()`` returns."""
         if self.workers == 1 or len(tiles) == 1:
             try:
                 for tile in tiles:
@@ -95,40 +185,42 @@ class LocalExecutor:
             finally:
                 close_datasets()
             return
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            context_mp = multiprocessing.get_context("forkserver")
-            # Import the engine once in the fork server, not once per worker.
-            context_mp.set_forkserver_preload([__name__])
-        else:
-            context_mp = multiprocessing.get_context()
+        prefix = f"psm_{secrets.token_hex(4)}"
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(tiles)),
-            mp_context=context_mp,
+            mp_context=_start_context(),
             initializer=_init_worker,
-            initargs=(context, self.gdal_cache_mb),
+            initargs=(context, self.gdal_cache_mb, os.getpid(), prefix),
         )
         pending: set[Future] = set()
-        queue = iter(tiles)
+        finished = False
         try:
-            for tile in queue:
-                pending.add(pool.submit(_run_in_worker, tile))
-                if len(pending) >= self.in_flight:
-                    break
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    next_tile = next(queue, None)
-                    if next_tile is not None:
-                        pending.add(pool.submit(_run_in_worker, next_tile))
-                    result, handles = future.result()
-                    segments = _receive(result, handles)
-                    try:
-                        yield result
-                    finally:
-                        _release(result, segments)
+            yield from self._results(pool, pending, iter(tiles))
+            finished = True
         finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            for future in pending:
-                _discard(future)
+            _stop_pool(pool, pending, abandoned=not finished)
+            if not finished:
+                sweep_segments(prefix)
+
+    def _results(
+        self, pool: ProcessPoolExecutor, pending: set[Future], queue: Iterator[Tile]
+    ) -> Iterator[TileResult]:
+        """Keep ``in_flight`` tiles submitted; yield results as they complete. ``pending``
+        is updated in place, so the caller can cancel what is left."""
+        for tile in queue:
+            pending.add(pool.submit(_run_in_worker, tile))
+            if len(pending) >= self.in_flight:
+                break
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                pending.discard(future)
+                next_tile = next(queue, None)
+                if next_tile is not None:
+                    pending.add(pool.submit(_run_in_worker, next_tile))
+                result, handles = future.result()
+                segments = _receive(result, handles)
+                try:
+                    yield result
+                finally:
+                    _release(result, segments)
