@@ -1,6 +1,9 @@
 """The gRPC master: a thin shell around the lease state machine and a RunSession.
 
-Clients submit jobs (JobSpec JSON); jobs run one at a time, in order. Workers register,
+Clients submit jobs (JobSpec JSON) over gRPC, or an in-process caller (the database-driven
+service) hands them to ``MasterService.run_job``; jobs run one at a time, in order. Only
+network clients are held to ``MADRONE_MASTER_ROOTS``: the service writes into its own
+staging folder, never into a client's paths. Workers register,
 lease tiles, heartbeat, and stream results back; every message becomes an event for the
 job's ``LeaseMachine`` under one lock, and its actions are applied here: results accepted
 are written by the job's RunSession, revoked leases are told to workers at their next
@@ -24,9 +27,9 @@ import grpc
 
 from madrone.config import Settings
 from madrone.engine.plan import Plan, plan
-from madrone.engine.run import RunResult, RunSession
+from madrone.engine.run import Progress, RunCancelled, RunResult, RunSession, emit_warnings
 from madrone.engine.spec import JobSpec
-from madrone.errors import InputError, MadroneError
+from madrone.errors import InputError, MadroneError, ProcessingError
 from madrone.executors.grpc import leases
 from madrone.executors.grpc import madrone_pb2 as pb
 from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
@@ -54,6 +57,9 @@ class Job:
     result_json: str = ""
     events: list[pb.JobEvent] = field(default_factory=list)
     tiles: dict[str, Tile] = field(default_factory=dict)
+    result: RunResult | None = None
+    error: MadroneError | None = None  # why it failed, when a MadroneError says it
+    cancel_requested: bool = False  # asked while its last tiles were being written
 
 
 class MasterService(pb_grpc.MasterServicer):
@@ -76,6 +82,7 @@ class MasterService(pb_grpc.MasterServicer):
         self.queue: deque[str] = deque()
         self.active: Job | None = None
         self.workers: dict[str, int] = {}
+        self.seen: dict[str, float] = {}  # worker -> when it last called, by self.clock
         self.revoked: dict[str, set[int]] = {}
         self.write_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -87,6 +94,7 @@ class MasterService(pb_grpc.MasterServicer):
     def Register(self, request: pb.Hello, context) -> pb.Welcome:
         with self.cond:
             self.workers[request.worker] = max(1, request.capacity)
+            self.seen[request.worker] = self.clock()
             self._feed(leases.WorkerJoined(request.worker, self.clock(), request.capacity))
         log.info("worker %s joined (capacity %d)", request.worker, request.capacity)
         return pb.Welcome(
@@ -95,6 +103,7 @@ class MasterService(pb_grpc.MasterServicer):
 
     def Lease(self, request: pb.LeaseRequest, context) -> pb.LeaseReply:
         with self.cond:
+            self.seen[request.worker] = self.clock()
             job = self.active
             if job is None or job.machine is None or job.machine.is_finished or request.slots < 1:
                 return pb.LeaseReply(no_work=True)
@@ -116,6 +125,7 @@ class MasterService(pb_grpc.MasterServicer):
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context) -> pb.HeartbeatReply:
         with self.cond:
+            self.seen[request.worker] = self.clock()
             actions = self._feed(leases.Heartbeat(request.worker, self.clock()))
             if any(isinstance(a, leases.Reject) for a in actions):
                 self._rejoin(request.worker)
@@ -171,6 +181,7 @@ class MasterService(pb_grpc.MasterServicer):
     def Leave(self, request: pb.Goodbye, context) -> pb.Ack:
         with self.cond:
             self.workers.pop(request.worker, None)
+            self.seen.pop(request.worker, None)
             self._feed(leases.WorkerLeft(request.worker, self.clock()))
         log.info("worker %s left", request.worker)
         return pb.Ack(accepted=True)
@@ -178,25 +189,18 @@ class MasterService(pb_grpc.MasterServicer):
     # --- clients -------------------------------------------------------------------------
 
     def Submit(self, request: pb.JobRequest, context) -> Iterator[pb.JobEvent]:
-        job_id = uuid.uuid4().hex[:12]
         try:
             spec = JobSpec.from_dict(json.loads(request.spec_json))
             check_paths(spec, self.roots)
             checked = plan(spec, settings=self.settings)
         except (ValueError, TypeError, KeyError) as error:
+            job_id = uuid.uuid4().hex[:12]
             yield pb.JobEvent(job=job_id, state="failed", message=f"bad job spec: {error}")
             return
         except MadroneError as error:
-            yield pb.JobEvent(job=job_id, state="failed", message=str(error))
+            yield pb.JobEvent(job=uuid.uuid4().hex[:12], state="failed", message=str(error))
             return
-        # Workers get the planned spec: a catalog search is resolved once, here.
-        planned = json.dumps(checked.spec.to_dict())
-        job = Job(job_id, planned, checked, tiles={t.key: t for t in checked.tiles})
-        with self.cond:
-            self.jobs[job_id] = job
-            self.queue.append(job_id)
-            self._event(job, "queued")
-            self._activate_next()
+        job = self._enqueue(checked)
         yield from self._follow(job, context)
 
     def Cancel(self, request: pb.CancelRequest, context) -> pb.Ack:
@@ -204,14 +208,113 @@ class MasterService(pb_grpc.MasterServicer):
             job = self.jobs.get(request.job)
             if job is None or job.state in TERMINAL:
                 return pb.Ack(accepted=False, reason=f"no running job {request.job}")
-            if job.machine is None:
-                self.queue.remove(job.id)
-                self._end(job, "cancelled", "cancelled before it started")
-            else:
-                self._feed(leases.Cancel(self.clock(), "cancelled by a client"))
+            self._cancel(job, "cancelled by a client")
             return pb.Ack(accepted=True)
 
+    # --- in-process callers --------------------------------------------------------------
+
+    def run_job(
+        self,
+        spec: JobSpec,
+        *,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> RunResult:
+        """Run a job for a caller in this process (the database-driven service) and wait.
+
+        Unlike ``Submit``, the spec's paths are not held to ``MADRONE_MASTER_ROOTS``: the
+        caller chose them (its own staging folder), no network client did. Every other
+        preflight check applies, and the job queues with the clients' jobs.
+
+        Args:
+            spec: the job.
+            progress: called with (tiles done, tiles total) in the caller's thread; an
+                exception it raises cancels the job, then reaches the caller.
+            cancel: set it from any thread to cancel the job.
+
+        Returns:
+            The products, dates and warnings (raised here as Python warnings too).
+
+        Raises:
+            MadroneError: the spec fails preflight (raised by ``plan``, nothing queued).
+            RunCancelled: ``cancel`` was set, a client cancelled the job, or the master is
+                stopping. Its leases are revoked and its staging files removed first.
+            ProcessingError: the job failed while running.
+        """
+        job = self._enqueue(plan(spec, settings=self.settings))
+        try:
+            self._await(job, progress, cancel)
+        except BaseException:
+            self._cancel(job, "cancelled by the caller", wait=True)
+            raise
+        return self._outcome(job)
+
+    def worker_count(self) -> int:
+        """Workers heard from within the heartbeat timeout (a killed worker stops counting
+        then); with none, a caller may run its job on the local pool instead."""
+        with self.cond:
+            now = self.clock()
+            limit = self.config.heartbeat_timeout
+            return sum(1 for when in self.seen.values() if now - when <= limit)
+
     # --- internals -----------------------------------------------------------------------
+
+    def _enqueue(self, checked: Plan) -> Job:
+        # Workers get the planned spec: a catalog search is resolved once, here.
+        planned = json.dumps(checked.spec.to_dict())
+        job = Job(uuid.uuid4().hex[:12], planned, checked, tiles={t.key: t for t in checked.tiles})
+        with self.cond:
+            self.jobs[job.id] = job
+            self.queue.append(job.id)
+            self._event(job, "queued")
+            self._activate_next()
+        return job
+
+    def _await(self, job: Job, progress: Progress | None, cancel: threading.Event | None) -> None:
+        """Wait for a job to end, reporting progress; raise RunCancelled when asked to."""
+        reported = None
+        while True:
+            with self.cond:
+                if job.state not in TERMINAL:
+                    self.cond.wait(TICK_SECONDS)
+                state, done = job.state, job.machine.done if job.machine else 0
+            if progress is not None and job.machine is not None and done != reported:
+                reported = done
+                progress(done, len(job.tiles))
+            if state in TERMINAL:
+                return
+            if cancel is not None and cancel.is_set():
+                raise RunCancelled(f"job {job.id} ({job.plan.name}): cancelled by the caller")
+            if self.stopping.is_set():
+                raise RunCancelled(f"job {job.id} ({job.plan.name}): the master is stopping")
+
+    def _cancel(self, job: Job, reason: str, wait: bool = False) -> None:
+        """End a job that has not ended: leases revoked, staging files removed. Once every
+        tile is written it can still be stopped before encoding, not during it; ``wait``
+        blocks until it has ended either way."""
+        with self.cond:
+            if job.state in TERMINAL:
+                return
+            if job.machine is None:
+                self.queue.remove(job.id)
+                self._end(job, "cancelled", f"{reason} before it started")
+            elif not job.machine.is_finished:
+                self._feed(leases.Cancel(self.clock(), reason))
+            else:
+                job.cancel_requested = True
+            while wait and job.state not in TERMINAL:
+                self.cond.wait(TICK_SECONDS)
+
+    def _outcome(self, job: Job) -> RunResult:
+        """A finished job's result (its warnings raised here), or the error it ended with."""
+        if job.state == "done" and job.result is not None:
+            emit_warnings(job.result)
+            return job.result
+        if job.state == "cancelled":
+            raise RunCancelled(f"job {job.id} ({job.plan.name}): {job.message}")
+        if job.error is not None:
+            raise job.error
+        raise ProcessingError(f"job {job.id} ({job.plan.name}) failed: {job.message}")
 
     def _follow(self, job: Job, context) -> Iterator[pb.JobEvent]:
         seen = 0
@@ -239,6 +342,7 @@ class MasterService(pb_grpc.MasterServicer):
                 gdal_cache_mb=self.settings.gdal_cache_mb,
             )
         except (MadroneError, OSError) as error:
+            job.error = error if isinstance(error, MadroneError) else None
             self._end(job, "failed", str(error))
             self._activate_next()
             return
@@ -285,22 +389,31 @@ class MasterService(pb_grpc.MasterServicer):
 
     def _finish(self, job: Job) -> None:
         with self.cond:
+            if job.cancel_requested:
+                self._end(job, "cancelled", "cancelled before its products were encoded")
+                return
             self._event(job, "finishing")
         try:
             with self.write_lock:
                 result = job.session.finish()
         except (MadroneError, OSError) as error:
             with self.cond:
+                job.error = error if isinstance(error, MadroneError) else None
                 self._end(job, "failed", str(error))
             return
+        for message in result.warnings:
+            log.warning("job %s: %s", job.id, message)
         with self.cond:
-            job.result_json = json.dumps(result_summary(result))
+            job.result, job.result_json = result, json.dumps(result_summary(result))
             self._end(job, "done", f"products in {result.output_dir}")
 
     def _end(self, job: Job, state: str, message: str) -> None:
         job.state, job.message = state, message
         if job.session is not None:
-            job.session.abort()
+            # Under the write lock: a tile being written must not race the removal. Nobody
+            # takes the condition while holding the write lock, so this order cannot deadlock.
+            with self.write_lock:
+                job.session.abort()
         self._event(job, state, message)
         if self.active is job:
             self.active = None
@@ -361,11 +474,18 @@ def result_summary(result: RunResult) -> dict:
         "name": result.name,
         "output_dir": result.output_dir,
         "warnings": result.warnings,
+        "datetime": _iso(result.datetime),
+        "start_datetime": _iso(result.start_datetime),
+        "end_datetime": _iso(result.end_datetime),
         "products": {
             key: {"files": product.files, "stats": product.stats}
             for key, product in result.products.items()
         },
     }
+
+
+def _iso(moment: object) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
