@@ -8,6 +8,7 @@ given or ``central=True`` (``MADRONE_CENTRAL_DB_URL``).
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -102,7 +103,7 @@ def submit(
     checked = plan(spec, settings=settings)
     kind = "mosaic" if spec.area is not None else "process"
     return queue_for(catalog, settings).submit(
-        spec.to_dict(),
+        _as_stored(spec.to_dict()),
         kind=kind,
         name=spec.name or checked.name,
         requester=requester or current_user(settings),
@@ -130,6 +131,12 @@ def absolute_paths(spec: JobSpec) -> JobSpec:
     if search is not None and "://" not in search.catalog:
         search = replace(search, catalog=absolute(search.catalog))
     return replace(spec, sources=sources, search=search)
+
+
+def _as_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the catalog gives it back (tuples become lists), so submitting the same
+    request again under one idempotency key compares equal to the stored one."""
+    return json.loads(json.dumps(data))
 
 
 def wait_for(
