@@ -1,4 +1,5 @@
-"""Commands of the distributed executor: master, worker, cluster."""
+"""Commands of the distributed executor: master (of a catalog's queue with ``--db``, or of
+gRPC submissions), worker, cluster."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import logging
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+from typing import Any
 
 import click
 
+from madrone import team
+from madrone.catalog.db import Catalog
 from madrone.config import Settings
 from madrone.errors import InputError
+from madrone.service import Master, master_runner
+from madrone.storage import Storage
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
 
 
 def read_pem(path: str, what: str) -> bytes | None:
@@ -24,6 +33,12 @@ def read_pem(path: str, what: str) -> bytes | None:
         raise InputError(f"{what} {path}: cannot read ({error.strerror})") from None
 
 
+def log_to_stderr() -> None:
+    """madrone's log lines (INFO and up) on stderr; other libraries' only from WARNING."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("madrone").setLevel(logging.INFO)
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
@@ -32,13 +47,45 @@ def _stop_on_signals() -> threading.Event:
 
 
 @click.command()
-@click.option("--listen", default="127.0.0.1:50051", show_default=True, help="HOST:PORT.")
-def master(listen: str) -> None:
-    """Serve jobs to workers over gRPC until SIGTERM or Ctrl-C."""
+@click.option("--db", "db_url", metavar="URL", help="Serve the job queue of this catalog.")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help=f"gRPC address for workers (default {DEFAULT_LISTEN}; with --db only when given).",
+)
+@click.option("--dask", "dask_address", metavar="ADDRESS", help="With --db: run jobs on Dask.")
+@click.option("--name", help="With --db: this master's name in the jobs (default host:pid).")
+def master(
+    db_url: str | None, listen: str | None, dask_address: str | None, name: str | None
+) -> None:
+    """Serve jobs until SIGTERM or Ctrl-C: a catalog's queue with --db (on the gRPC workers
+    when --listen is given and some are registered, else on --dask, else on the local
+    pool), else jobs submitted over gRPC with --master."""
+    settings = Settings.from_env()
+    log_to_stderr()
+    if db_url is None:
+        if dask_address or name:
+            raise InputError("--dask and --name apply to a catalog's queue: give --db URL too")
+        _serve_grpc(listen or DEFAULT_LISTEN, settings)
+        return
+    catalog = team.open_catalog(settings, db=db_url)
+    storage = Storage.from_settings(settings, central=catalog.is_postgres)
+    run_master(catalog, storage, settings, listen=listen, dask=dask_address, name=name)
+
+
+def _serve_grpc(listen: str, settings: Settings) -> None:
+    """The gRPC master alone: jobs come from ``--master`` clients, not from a catalog."""
+    server, service, _ = _start_grpc(listen, settings)
+    stop = _stop_on_signals()
+    stop.wait()
+    service.stop()
+    server.stop(grace=2).wait()
+
+
+def _start_grpc(listen: str, settings: Settings) -> tuple[Any, Any, int]:
+    """Start the gRPC master service on ``listen`` (with the settings' token and TLS)."""
     from madrone.executors.grpc.master import serve
 
-    settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     tls = None
     if settings.tls_cert or settings.tls_key:
         tls = (read_pem(settings.tls_key, "MADRONE_TLS_KEY"),
@@ -47,10 +94,42 @@ def master(listen: str) -> None:
     host = listen.rsplit(":", 1)[0]
     click.echo(f"madrone master listening on {host}:{port}", err=True)
     sys.stderr.flush()
-    stop = _stop_on_signals()
-    stop.wait()
-    service.stop()
-    server.stop(grace=2).wait()
+    return server, service, port
+
+
+def run_master(
+    catalog: Catalog,
+    storage: Storage,
+    settings: Settings,
+    *,
+    listen: str | None = None,
+    dask: str | None = None,
+    name: str | None = None,
+) -> None:
+    """Serve a catalog's queue in the foreground until SIGTERM or SIGINT. A job in hand is
+    handed back to the queue (no attempt counted); returns once the run's processes are
+    gone, with the catalog and the storage closed."""
+    grpc = _start_grpc(listen, settings) if listen else None
+    runner = master_runner(settings, dask=dask, grpc=grpc[1] if grpc else None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="madrone-master-") as work_dir:
+            served = Master(catalog, storage, settings, runner=runner, name=name,
+                            work_dir=work_dir)  # fmt: skip
+            for number in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(number, lambda *_: served.stop())
+            click.echo(
+                f"madrone master {served.name}: serving {catalog.safe_url}, products to "
+                f"{storage.url}; SIGTERM or Ctrl-C stops",
+                err=True,
+            )
+            served.serve()
+    finally:
+        if grpc is not None:
+            grpc[1].stop()
+            grpc[0].stop(grace=2).wait()
+        storage.close()
+        catalog.dispose()
+    click.echo(f"madrone master {served.name}: stopped", err=True)
 
 
 @click.command()
@@ -61,7 +140,7 @@ def worker(master_address: str, concurrency: int) -> None:
     from madrone.executors.grpc.worker import Worker
 
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log_to_stderr()
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {concurrency}")
     ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
@@ -72,7 +151,7 @@ def worker(master_address: str, concurrency: int) -> None:
 
 @click.command()
 @click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--listen", default="127.0.0.1:50051", show_default=True)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True)
 def cluster(workers: int, listen: str) -> None:
     """A master and N workers on this machine, until Ctrl-C; submit with --master."""
     command = [sys.executable, "-m", "madrone.cli"]

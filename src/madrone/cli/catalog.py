@@ -1,0 +1,190 @@
+"""Commands over a catalog: ``db upgrade|current``, ``datasets``, ``user add|list`` and
+``token create``. Thin shells over ``madrone.team``: whatever the web app also needs lives
+there, not here.
+
+Which catalog: the local one (``MADRONE_DB_URL``, else a SQLite file in the user's data
+folder), another one by ``--db URL``, or the team's with ``--central``
+(``MADRONE_CENTRAL_DB_URL``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from madrone import team
+from madrone.catalog.datasets import SORT_KEYS
+from madrone.catalog.db import HEAD, Catalog
+from madrone.catalog.models import ROLES, Dataset
+from madrone.cli.options import parse_floats
+from madrone.errors import InputError
+
+
+def catalog_options(command: Callable) -> Callable:
+    """``--db URL`` and ``--central``: the catalog a command works on."""
+    command = click.option(
+        "--central", is_flag=True, help="The team's catalog (MADRONE_CENTRAL_DB_URL)."
+    )(command)
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        help="A catalog by its URL (default: MADRONE_DB_URL, else a SQLite file in the "
+        "user's data folder).",
+    )(command)
+
+
+@contextlib.contextmanager
+def opened_catalog(
+    db_url: str | None, central: bool = False, upgrade: bool | None = None
+) -> Iterator[Catalog]:
+    """The catalog ``--db``/``--central`` name, its connections closed afterwards."""
+    catalog = team.open_catalog(db=db_url, central=central, upgrade=upgrade)
+    try:
+        yield catalog
+    finally:
+        catalog.dispose()
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Left-aligned columns as wide as their widest cell."""
+    cells = [[str(value) for value in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def stamp(moment: datetime | None) -> str:
+    """A catalog time to the second, in UTC."""
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+
+
+# -- db -------------------------------------------------------------------------------------
+@click.group()
+def db() -> None:
+    """The catalog's schema: upgrade it, show its revision."""
+
+
+@db.command()
+@catalog_options
+def upgrade(db_url: str | None, central: bool) -> None:
+    """Migrate the catalog to the newest schema revision."""
+    with opened_catalog(db_url, central, upgrade=False) as catalog:
+        before, _ = team.catalog_revision(catalog)
+        reached = team.upgrade_catalog(catalog)
+    click.echo(f"catalog {catalog.safe_url}: revision {before or 'none (empty)'} -> {reached}")
+
+
+@db.command()
+@catalog_options
+def current(db_url: str | None, central: bool) -> None:
+    """Print the catalog's schema revision and whether it is the newest."""
+    with opened_catalog(db_url, central, upgrade=False) as catalog:
+        revision, newest = team.catalog_revision(catalog)
+    state = "the newest" if newest else f"not the newest ({HEAD}): run `madrone db upgrade`"
+    click.echo(f"catalog {catalog.safe_url}: revision {revision or 'none (empty)'}, {state}")
+
+
+# -- datasets -------------------------------------------------------------------------------
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
+@click.option("--bbox", metavar="W,S,E,N", help="Only datasets touching this box (degrees).")
+@click.option("--shared", is_flag=True, help="Search the team's central catalog.")
+@click.option("--index", help="Only this index, e.g. ndvi.")
+@click.option("--owner", help="Only datasets of this user.")
+@click.option("--text", help="Words in the name or the description.")
+@click.option("--from", "date_from", metavar="DATE", help="Acquired on or after, YYYY-MM-DD.")
+@click.option("--to", "date_to", metavar="DATE", help="Acquired on or before, YYYY-MM-DD.")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="created", show_default=True)
+@click.option("--asc", "ascending", is_flag=True, help="Ascending (default: newest first).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Page size.")
+@click.option("--cursor", help="The next_cursor of the previous page.")
+@click.option("--db", "db_url", metavar="URL", help="A catalog by its URL.")
+def datasets(
+    as_json: bool, bbox: str | None, shared: bool, db_url: str | None, **search: Any
+) -> None:
+    """Search the datasets of a catalog (the local one unless --shared or --db)."""
+    if shared and db_url:
+        raise InputError("give --db URL or --shared, not both")
+    query = team.dataset_query(bbox=parse_floats(bbox, 4, "--bbox"), **search)
+    with opened_catalog(db_url, shared) as catalog:
+        page = team.find_datasets(catalog, query)
+    if as_json:
+        echo_json(team.page_to_dict(page))
+        return
+    headers = ("id", "name", "kind", "index", "date", "owner", "scope")
+    echo_table(headers, [_dataset_row(dataset) for dataset in page.items])
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+
+
+def _dataset_row(dataset: Dataset) -> tuple[str, ...]:
+    start, end = dataset.date_start, dataset.date_end
+    if start is None:
+        when = "unknown"
+    elif end is None or end.date() == start.date():
+        when = start.date().isoformat()
+    else:
+        when = f"{start.date().isoformat()}..{end.date().isoformat()}"
+    return (dataset.id, dataset.name, dataset.kind, dataset.index_name or "-", when,
+            dataset.owner, dataset.scope)  # fmt: skip
+
+
+# -- users and tokens -----------------------------------------------------------------------
+@click.group()
+def user() -> None:
+    """The users of a catalog and their roles."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@catalog_options
+def add_user(name: str, role: str, db_url: str | None, central: bool) -> None:
+    """Add a user NAME with a role."""
+    with opened_catalog(db_url, central) as catalog:
+        added = team.add_user(catalog, name, role)
+    click.echo(f"user {added.name} ({added.role}) added to {catalog.safe_url}")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the users as JSON.")
+@catalog_options
+def list_users(as_json: bool, db_url: str | None, central: bool) -> None:
+    """List the users: name, role, when and by whom they were added."""
+    with opened_catalog(db_url, central) as catalog:
+        found = team.list_users(catalog)
+    rows = [(u.name, u.role, stamp(u.created_at), u.created_by or "-") for u in found]
+    if as_json:
+        keys = ("name", "role", "created_at", "created_by")
+        echo_json([dict(zip(keys, row, strict=True)) for row in rows])
+        return
+    echo_table(("name", "role", "created", "created by"), rows)
+
+
+@click.group()
+def token() -> None:
+    """API tokens of the users of a catalog."""
+
+
+@token.command("create")
+@click.argument("user_name", metavar="USER")
+@click.option("--name", "label", default="", help="A label, e.g. the machine it is for.")
+@catalog_options
+def create_token(user_name: str, label: str, db_url: str | None, central: bool) -> None:
+    """Make an API token for USER and print it (only its hash is kept)."""
+    with opened_catalog(db_url, central) as catalog:
+        made = team.create_token(catalog, user_name, name=label)
+    click.echo(made.token)
+    click.echo(f"token {made.id} of {made.user}: copy it now, it will not be shown again", err=True)

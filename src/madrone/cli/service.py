@@ -1,0 +1,306 @@
+"""Commands of the job service: ``submit`` a request to a catalog's queue, follow it with
+``jobs``/``job``, ``cancel`` it, and ``serve``: the whole service on one machine.
+
+``submit`` takes the sources and options of ``process``, or an area with the options of
+``mosaic``. The area and engine options are the ``mosaic`` command's own parameters, so a
+flag means the same thing in every command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from madrone import team
+from madrone.api import build_mosaic_spec, build_spec
+from madrone.catalog.models import FINAL_STATES, JOB_STATES, Job
+from madrone.catalog.queue import job_to_dict
+from madrone.cli.catalog import catalog_options, echo_json, echo_table, opened_catalog, stamp
+from madrone.cli.cluster import log_to_stderr, run_master
+from madrone.cli.mosaic import mosaic as mosaic_command
+from madrone.cli.options import (
+    parse_band_map,
+    parse_floats,
+    parse_indices,
+    parse_mask_classes,
+    parse_pairs,
+    split_list,
+)
+from madrone.config import Settings
+from madrone.engine.spec import JobSpec
+from madrone.errors import InputError
+from madrone.sources.spec import SourceSpec
+from madrone.storage import Storage
+
+# Parameters of ``mosaic`` that ``submit`` takes as they are.
+AREA_OPTIONS = ("corners", "bbox", "geometry", "source", "max_cloud", "collections", "limit",
+                "method")  # fmt: skip
+ENGINE_OPTIONS = ("resolution", "crs", "datetime", "indices", "expressions", "resampling",
+                  "bands", "band_maps", "offset", "scale", "mask_classes", "products", "name",
+                  "tile_size")  # fmt: skip
+# Passed on only when given, so each request kind keeps its own default.
+SPEC_OPTIONS = ("name", "resolution", "crs", "tile_size", "resampling", "offset", "scale",
+                "datetime")  # fmt: skip
+INTERRUPTED = 130
+
+
+def borrowed(command: click.Command, names: Sequence[str]) -> list[click.Parameter]:
+    """Parameters of another command, the same objects, by name."""
+    params = {param.name: param for param in command.params}
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise RuntimeError(f"command {command.name} has no option {', '.join(missing)}")
+    return [params[name] for name in names]
+
+
+# -- submit ---------------------------------------------------------------------------------
+@click.command()
+@click.argument("sources", nargs=-1)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option(
+    "--key",
+    "idempotency_key",
+    metavar="IDEMPOTENCY_KEY",
+    help="Submitting again with the same key gives the same job, not a second one.",
+)
+@catalog_options
+@click.option("--wait", is_flag=True, help="Follow the job until it ends (exit 0: succeeded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    sources: tuple[str, ...],
+    priority: int,
+    idempotency_key: str | None,
+    db_url: str | None,
+    central: bool,
+    wait: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Queue a request: SOURCES as for `process`, or an area (--corners, --bbox or
+    --geometry) as for `mosaic`. Prints the job id; a master runs it (`madrone master
+    --db URL` or `madrone serve`)."""
+    given = {k for k in options if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    spec = request_spec(sources, options, given)
+    with opened_catalog(db_url, central) as catalog, echoed_warnings():
+        job = team.submit(spec, catalog, name=options["name"], priority=priority,
+                          idempotency_key=idempotency_key)  # fmt: skip
+        if not wait:
+            echo_json(job_to_dict(job)) if as_json else click.echo(job.id)
+            return
+        if not as_json:
+            click.echo(job.id)
+        sys.stdout.flush()
+        ended = follow(catalog, job)
+    if as_json and ended is not None:
+        echo_json(job_to_dict(ended))
+    ctx.exit(_exit_code(ended))
+
+
+def request_spec(sources: tuple[str, ...], options: dict[str, Any], given: set[str]) -> JobSpec:
+    """The JobSpec of a submit: process SOURCES (or --band files), else an area request."""
+    indices, expressions = parse_indices(options["indices"], options["expressions"])
+    bands = parse_pairs(options["bands"], "--band") if options["bands"] else None
+    common = {
+        "expressions": expressions,
+        "mask_classes": parse_mask_classes(options["mask_classes"]),
+        "bands": bands,
+        **{key: options[key] for key in SPEC_OPTIONS if key in given},
+    }
+    if "products" in given:
+        common["products"] = split_list((options["products"],))
+    bbox = parse_floats(options["bbox"], 4, "--bbox")
+    area_given = [f"--{name.replace('_', '-')}" for name in AREA_OPTIONS if name in given]
+    if (sources or bands) and not {"corners", "geometry"} & given:
+        if set(area_given) - {"--bbox"}:
+            raise InputError(
+                f"{', '.join(sorted(set(area_given) - {'--bbox'}))}: only for an area request "
+                "(--corners, --bbox or --geometry without SOURCES)"
+            )
+        band_map = parse_band_map(options["band_maps"])
+        specs = [SourceSpec(path=source, band_map=band_map) for source in sources]
+        return build_spec(specs, indices, bbox=bbox, **common)
+    if sources:
+        raise InputError(
+            f"SOURCES {' '.join(sources)} and an area: give SOURCES (as for process) or "
+            "--corners/--geometry (as for mosaic), not both"
+        )
+    if not area_given:
+        raise InputError("give SOURCES to process, or an area: --corners, --bbox or --geometry")
+    return build_mosaic_spec(
+        corners=options["corners"], bbox=bbox, geometry=options["geometry"],
+        source=options["source"], indices=indices, band_map=parse_band_map(options["band_maps"]),
+        max_cloud=options["max_cloud"], collections=split_list(options["collections"]),
+        limit=options["limit"], method=options["method"], **common,
+    )  # fmt: skip
+
+
+submit.params.extend(borrowed(mosaic_command, AREA_OPTIONS + ENGINE_OPTIONS))
+
+
+@contextlib.contextmanager
+def echoed_warnings() -> Iterator[None]:
+    """The engine's warnings as ``madrone: warning: ...`` lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for warning in caught:
+                click.echo(f"madrone: warning: {warning.message}", err=True)
+
+
+class JobProgress:
+    """A followed job on stderr: a progress bar of tiles (with ETA) on a terminal, a line
+    per change elsewhere, and a line at each change of status."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.last: tuple[str, int, int] = ("", -1, -1)
+
+    def __call__(self, job: Job) -> None:
+        status, done, total = job.status, job.tiles_done, job.tiles_total
+        if status != self.last[0]:
+            self.close()
+            click.echo(f"job {self.job_id}: {status}", err=True)
+        if status == "running" and total and (done, total) != self.last[1:]:
+            if self.tty:
+                self._bar(done, total)
+            else:
+                click.echo(f"job {self.job_id}: {done}/{total} tiles", err=True)
+        self.last = (status, done, total)
+
+    def _bar(self, done: int, total: int) -> None:
+        if self.bar is None or self.bar.length != total or done < self.bar.pos:
+            self.close()
+            self.bar = click.progressbar(length=total, label="tiles", file=sys.stderr,
+                                         show_eta=True, show_pos=True)  # fmt: skip
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def follow(catalog: Any, job: Job) -> Job | None:
+    """Follow a job to its end; None when interrupted (Ctrl-C), the job going on."""
+    show = JobProgress(job.id)
+    try:
+        return team.wait_for(catalog, job.id, progress=show)
+    except KeyboardInterrupt:
+        show.close()
+        click.echo(f"\nstopped following job {job.id}; it goes on: madrone job {job.id}", err=True)
+        return None
+    finally:
+        show.close()
+
+
+def _exit_code(job: Job | None) -> int:
+    """0 succeeded, 1 failed or cancelled (the last error printed), 130 interrupted."""
+    if job is None:
+        return INTERRUPTED
+    if job.status == "succeeded":
+        return 0
+    last = job.errors[-1]["message"] if job.errors else "no error recorded"
+    detail = f": {last}" if job.status == "failed" else ""
+    click.echo(f"madrone: job {job.id} {job.status}{detail}", err=True)
+    return 1
+
+
+# -- jobs, job, cancel ----------------------------------------------------------------------
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
+@click.option("--status", type=click.Choice(JOB_STATES), help="Only jobs in this state.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Most jobs shown.")
+@catalog_options
+def jobs(as_json: bool, status: str | None, limit: int, db_url: str | None, central: bool) -> None:
+    """List jobs, newest first: id, name, status, progress, attempts, requester, created."""
+    with opened_catalog(db_url, central) as catalog:
+        found = team.list_jobs(catalog, status=status, limit=limit)
+    if as_json:
+        echo_json([job_to_dict(job) for job in found])
+        return
+    rows = [(job.id, job.name, job.status, f"{job.tiles_done}/{job.tiles_total}",
+             f"{job.attempts}/{job.max_attempts}", job.requester or "-", stamp(job.created_at))
+            for job in found]  # fmt: skip
+    headers = ("id", "name", "status", "progress", "attempts", "requester", "created")
+    echo_table(headers, rows)
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@catalog_options
+def job(job_id: str, as_json: bool, db_url: str | None, central: bool) -> None:
+    """Show every field of job ID, with the error of every attempt."""
+    with opened_catalog(db_url, central) as catalog:
+        data = job_to_dict(team.get_job(catalog, job_id))
+    if as_json:
+        echo_json(data)
+        return
+    errors, spec = data.pop("errors"), data.pop("spec")
+    data["progress"] = f"{data['progress']['done']}/{data['progress']['total']} tiles"
+    for key, value in data.items():
+        click.echo(f"{key + ':':<18}{'-' if value is None else value}")
+    click.echo(f"{'errors:':<18}{'none' if not errors else ''}")
+    for error in errors:
+        click.echo(f"  attempt {error['attempt']} on {error['master']} at {error['at']}: "
+                   f"{error['message']}")  # fmt: skip
+    click.echo(f"{'spec:':<18}{spec}")
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@catalog_options
+def cancel(job_id: str, db_url: str | None, central: bool) -> None:
+    """Cancel job ID: a queued one at once, a running one within about a second."""
+    with opened_catalog(db_url, central) as catalog:
+        cancelled = team.cancel_job(catalog, job_id)
+    if cancelled.status in FINAL_STATES:
+        click.echo(f"job {cancelled.id}: {cancelled.status}")
+    else:
+        click.echo(f"job {cancelled.id}: {cancelled.status}, cancel requested (its master stops)")
+
+
+# -- serve ----------------------------------------------------------------------------------
+@click.command()
+@click.option(
+    "--port-free",
+    is_flag=True,
+    help="Open no network port: the catalog, the storage and a master only (no web app).",
+)
+def serve(port_free: bool) -> None:
+    """The whole service on this machine, in the foreground until Ctrl-C or SIGTERM: the
+    local catalog (migrated), the local storage folder and a master on the local pool."""
+    settings = Settings.from_env()
+    log_to_stderr()
+    catalog = team.open_catalog(settings, upgrade=True)
+    storage = Storage.from_settings(settings)
+    stop_web = None if port_free else start_web(settings)
+    click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
+    click.echo("submit from another terminal: madrone submit SCENE --index ndvi --name NAME")
+    click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
+    click.echo("Ctrl-C or SIGTERM stops (a running job goes back to the queue)")
+    sys.stdout.flush()
+    try:
+        run_master(catalog, storage, settings)
+    finally:
+        if stop_web is not None:
+            stop_web()
+
+
+def start_web(settings: Settings) -> Callable[[], None] | None:
+    """Where the web app joins ``madrone serve``: start it beside the master and return
+    how to stop it. The web app comes with the next issue; until then nothing starts."""
+    return None
