@@ -7,24 +7,27 @@ given or ``central=True`` (``MADRONE_CENTRAL_DB_URL``).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from madrone.catalog import users
+from madrone.catalog import ingest, users
 from madrone.catalog.datasets import DatasetQuery, Page, dataset_to_dict, search_datasets
 from madrone.catalog.db import HEAD, Catalog, default_db_url
-from madrone.catalog.models import FINAL_STATES, JOB_STATES, Job, User
+from madrone.catalog.models import FINAL_STATES, JOB_STATES, Dataset, Job, User
 from madrone.catalog.queue import JobQueue
+from madrone.catalog.share import share_dataset
 from madrone.config import Settings
 from madrone.engine.spec import JobSpec
-from madrone.errors import CatalogError, InputError
+from madrone.errors import CatalogError, InputError, NotFoundError
 from madrone.sources.spec import REMOTE_PREFIXES
+from madrone.storage import Storage
 
 
 def catalog_url(
@@ -263,3 +266,78 @@ def create_token(
     """An API token for ``user``: the plain token is in the result only, the catalog keeps
     its hash."""
     return users.create_token(catalog, user, name, created_by=created_by or current_user())
+
+
+def add_file(
+    catalog: Catalog,
+    path: str,
+    *,
+    name: str | None = None,
+    description: str = "",
+    corners: Sequence[float] | str | None = None,
+    owner: str | None = None,
+    storage: Storage | None = None,
+    settings: Settings | None = None,
+) -> Dataset:
+    """Add a user's file as a dataset, by what it holds: a raster with a CRS, a PNG/JPEG
+    placed by ``corners`` (upper-left lat, lon, lower-right lat, lon) or GeoJSON. Its files
+    go to ``storage`` (default: the settings' local storage); ``name`` defaults to the
+    file's name without its extension."""
+    settings = settings or Settings.from_env()
+    name = name or os.path.splitext(os.path.basename(os.fspath(path).rstrip("/")))[0]
+    with _storage_or(storage, settings, central=False) as target:
+        return ingest.add_file(catalog, target, path, name=name, description=description,
+                               owner=owner or current_user(settings), corners=corners)  # fmt: skip
+
+
+def add_point(
+    catalog: Catalog,
+    lat: float,
+    lon: float,
+    *,
+    name: str,
+    description: str,
+    owner: str | None = None,
+) -> Dataset:
+    """Add a point with a description as a dataset (no files)."""
+    return ingest.add_point(catalog, lat=lat, lon=lon, name=name, description=description,
+                            owner=owner or current_user())  # fmt: skip
+
+
+def share(
+    local: Catalog,
+    central: Catalog,
+    dataset_id: str,
+    *,
+    user: User | None = None,
+    local_storage: Storage | None = None,
+    central_storage: Storage | None = None,
+    settings: Settings | None = None,
+) -> Dataset:
+    """Share a local dataset with the team: its row to the ``central`` catalog, its files
+    to the central storage (default: the settings'); sharing again returns the same entry.
+
+    ``user`` defaults to the central catalog's user named ``current_user()``; a name not
+    registered there may share only the datasets it owns."""
+    settings = settings or Settings.from_env()
+    if user is None:
+        name = current_user(settings)
+        try:
+            user = users.get_user(central, name)
+        except NotFoundError:
+            user = User(name=name, role="viewer")
+    with (
+        _storage_or(local_storage, settings, central=False) as source,
+        _storage_or(central_storage, settings, central=True) as target,
+    ):
+        return share_dataset(local, source, central, target, dataset_id, user=user)
+
+
+@contextlib.contextmanager
+def _storage_or(storage: Storage | None, settings: Settings, *, central: bool) -> Iterator[Storage]:
+    """The storage given, or the settings' one, closed afterwards."""
+    if storage is not None:
+        yield storage
+        return
+    with Storage.from_settings(settings, central=central) as made:
+        yield made
