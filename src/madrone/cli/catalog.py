@@ -1,6 +1,6 @@
-"""Commands over a catalog: ``db upgrade|current``, ``datasets``, ``user add|list`` and
-``token create``. Thin shells over ``madrone.team``: whatever the web app also needs lives
-there, not here.
+"""Commands over a catalog: ``db upgrade|current``, ``datasets``, ``add``, ``share``,
+``user add|list`` and ``token create``. Thin shells over ``madrone.team``: whatever the web
+app also needs lives there, not here.
 
 Which catalog: the local one (``MADRONE_DB_URL``, else a SQLite file in the user's data
 folder), another one by ``--db URL``, or the team's with ``--central``
@@ -139,6 +139,44 @@ def _dataset_row(dataset: Dataset) -> tuple[str, ...]:
         when = f"{start.date().isoformat()}..{end.date().isoformat()}"
     return (dataset.id, dataset.name, dataset.kind, dataset.index_name or "-", when,
             dataset.owner, dataset.scope)  # fmt: skip
+
+
+# -- add and share --------------------------------------------------------------------------
+@click.command()
+@click.argument("path", metavar="FILE", required=False)
+@click.option("--corners", metavar="UL_LAT,UL_LNG,LR_LAT,LR_LNG", help="Place a PNG/JPEG.")
+@click.option("--point", metavar="LAT,LON", help="Add a point instead of a file.")
+@click.option("--name", help="The dataset's name (default: the file's name).")
+@click.option("--description", default="", help="What it is (needed for a point).")
+def add(
+    path: str | None, corners: str | None, point: str | None, name: str | None, description: str
+) -> None:
+    """Add FILE (a GeoTIFF, a PNG/JPEG with --corners, GeoJSON) or a --point to the local
+    catalog and storage; prints the dataset id."""
+    with opened_catalog(None) as catalog:
+        if point is None:
+            if path is None:
+                raise click.UsageError("give a FILE, or --point LAT,LON")
+            added = team.add_file(catalog, path, name=name, description=description,
+                                  corners=corners)  # fmt: skip
+        else:
+            if path is not None or corners is not None:
+                raise InputError(f"--point {point}: give no FILE or --corners with a point")
+            if not name or not description:
+                raise InputError(f"--point {point}: give its --name and --description")
+            lat, lon = parse_floats(point, 2, "--point")
+            added = team.add_point(catalog, lat, lon, name=name, description=description)
+    click.echo(added.id)
+
+
+@click.command()
+@click.argument("dataset_id", metavar="ID")
+def share(dataset_id: str) -> None:
+    """Share local dataset ID with the team: its row to the central catalog, its files to
+    the central storage (MADRONE_CENTRAL_DB_URL); prints the shared dataset's id."""
+    with opened_catalog(None, central=True) as central, opened_catalog(None) as local:
+        shared = team.share(local, central, dataset_id)
+    click.echo(shared.id)
 
 
 # -- users and tokens -----------------------------------------------------------------------

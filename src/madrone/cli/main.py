@@ -160,3 +160,23 @@ for _command in (
 def main() -> None:
     stop_on_sigterm()
     cli(prog_name="madrone")
+
+
+# The team commands: a catalog's queue, datasets, users (cli/catalog.py, cli/service.py).
+from madrone.cli import catalog as catalog_commands  # noqa: E402
+from madrone.cli import service as service_commands  # noqa: E402
+
+for _command in (
+    catalog_commands.db,
+    catalog_commands.datasets,
+    catalog_commands.add,
+    catalog_commands.share,
+    catalog_commands.user,
+    catalog_commands.token,
+    service_commands.submit,
+    service_commands.jobs,
+    service_commands.job,
+    service_commands.cancel,
+    service_commands.serve,
+):
+    cli.add_command(_command)
