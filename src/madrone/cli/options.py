@@ -42,7 +42,8 @@ def parse_floats(value: str | None, count: int, option: str) -> tuple[float, ...
     except ValueError:
         raise click.BadParameter(f"{value!r} is not {count} numbers", param_hint=option) from None
     if len(numbers) != count:
-        raise click.BadParameter(f"{value!r} has {len(numbers)} numbers, not {count}", option)
+        message = f"{value!r} has {len(numbers)} numbers, not {count}"
+        raise click.BadParameter(message, param_hint=option)
     return numbers
 
 
