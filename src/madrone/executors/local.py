@@ -32,7 +32,7 @@ from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
 from madrone.grid import Tile
 
 _CONTEXT: TileContext | None = None
-_PREFIX = ""  # shared-memory names of this worker's pool: "psm_" and the pool's token
+_PREFIX = ""  # shared-memory names of this worker's pool: "psm_md" and the pool's token
 SHM_FOLDER = "/dev/shm"  # where POSIX shared memory is visible as files (Linux)
 
 
@@ -185,7 +185,7 @@ class LocalExecutor:
             finally:
                 close_datasets()
             return
-        prefix = f"psm_{secrets.token_hex(4)}"
+        prefix = f"psm_md{secrets.token_hex(4)}"  # never a default name: "m" is not hex
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(tiles)),
             mp_context=_start_context(),
