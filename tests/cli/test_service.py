@@ -276,3 +276,24 @@ def test_serve_runs_a_submitted_job_on_the_defaults(env, tmp_path: Path) -> None
     assert f"storage: {data / 'storage'}" in out and "madrone submit" in out
     assert left_alive(children) == []
     assert len(list((data / "storage").rglob("served_ndvi.tif"))) == 1
+
+
+def test_master_with_listen_runs_jobs_on_grpc_workers(env, tmp_path: Path) -> None:
+    master = start(env, tmp_path, "master", "--db", env["MADRONE_DB_URL"], "--listen",
+                   "127.0.0.1:0")  # fmt: skip
+    worker = None
+    try:
+        line = master.stderr.readline()
+        port = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert port, line
+        worker = start(env, tmp_path, "worker", "--master", f"127.0.0.1:{port[1]}")
+        deadline = time.monotonic() + 30
+        while "joined" not in (text := master.stderr.readline()):
+            assert time.monotonic() < deadline and text, "the worker never joined"
+        done = madrone(env, tmp_path, "submit", str(DEMO), "--index", "ndvi", "--wait")
+        assert done.returncode == 0, done.stderr
+    finally:
+        worker_code = stop(worker)[0] if worker else None
+        code, _, err = stop(master)
+    assert (worker_code, code) == (0, 0), err
+    assert "succeeded" in err and "local pool" not in err, "run on the gRPC worker"
