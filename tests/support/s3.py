@@ -1,10 +1,19 @@
 """moto's S3 server on a free port of 127.0.0.1, as a separate process stopped by PID, and
 the GDAL variables that point /vsis3/ at it (credentials come from the environment, as in
-production)."""
+production).
+
+``moto_server()`` yields a ``MotoServer`` that a test can pause (SIGSTOP: the server hangs,
+its objects survive), resume, stop and start again on the same port; ``moto_s3()`` yields
+just the endpoint URL.
+
+Run as a script (``python s3.py PORT``) this file is the server: moto's application with
+one fix, its own ``server: amazon.com`` header dropped, because Werkzeug adds another and
+aiohttp (under s3fs) refuses a response with two (moto issue #9930)."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -22,27 +31,69 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextlib.contextmanager
-def moto_s3() -> Iterator[str]:
-    """Start moto's server; yield its endpoint URL; stop it by PID."""
-    port = _free_port()
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
+class MotoServer:
+    """One moto server process on a fixed port of 127.0.0.1 (in-memory objects)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        # -P: not this folder on sys.path, where http.py would hide the standard library's
+        command = [sys.executable, "-P", __file__, str(self.port)]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
+                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).close()
+                return
             except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
                     raise RuntimeError("moto's S3 server did not start") from None
                 time.sleep(0.1)
-        yield endpoint
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections hang, objects are kept."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop the server by PID (its objects are lost)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused process ignores SIGTERM
+            self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process = None
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[MotoServer]:
+    """Start moto's server; yield it; stop it by PID."""
+    server = MotoServer()
+    server.start()
+    try:
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """Start moto's server; yield its endpoint URL; stop it by PID."""
+    with moto_server() as server:
+        yield server.endpoint
 
 
 def gdal_s3_env(endpoint: str, secret: str = SECRET_KEY) -> dict[str, str]:
@@ -58,8 +109,9 @@ def gdal_s3_env(endpoint: str, secret: str = SECRET_KEY) -> dict[str, str]:
     }
 
 
-def upload(endpoint: str, bucket: str, key: str, path: str) -> None:
-    """Create the bucket and put one file, with boto3 (moto's own client library)."""
+@contextlib.contextmanager
+def s3_client(endpoint: str) -> Iterator[object]:
+    """A boto3 S3 client for the server, closed on exit."""
     import boto3
 
     client = boto3.client(
@@ -69,5 +121,56 @@ def upload(endpoint: str, bucket: str, key: str, path: str) -> None:
         aws_secret_access_key=SECRET_KEY,
         region_name="us-east-1",
     )
-    client.create_bucket(Bucket=bucket)
-    client.upload_file(path, bucket, key)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def create_bucket(endpoint: str, bucket: str) -> None:
+    """Create a bucket on the server."""
+    with s3_client(endpoint) as client:
+        client.create_bucket(Bucket=bucket)
+
+
+def list_objects(endpoint: str, bucket: str) -> dict[str, str]:
+    """Every object of the bucket: key -> ETag and last-modified time."""
+    found = {}
+    with s3_client(endpoint) as client:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = f"{item['ETag']} {item['LastModified'].isoformat()}"
+    return found
+
+
+def upload(endpoint: str, bucket: str, key: str, path: str) -> None:
+    """Create the bucket and put one file, with boto3 (moto's own client library)."""
+    with s3_client(endpoint) as client:
+        client.create_bucket(Bucket=bucket)
+        client.upload_file(path, bucket, key)
+
+
+def _serve(port: int) -> None:
+    """Serve moto's application on 127.0.0.1:port until terminated."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def one_server_header(environ: dict, start_response: object) -> object:
+        def start(status: str, headers: list, exc_info: object = None) -> object:
+            kept = [(name, value) for name, value in headers if name.lower() != "server"]
+            return start_response(status, kept, exc_info)
+
+        return app(environ, start)
+
+    run_simple("127.0.0.1", port, one_server_header, threaded=True,
+               request_handler=MotoRequestHandler)  # fmt: skip
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]))
