@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -221,7 +222,10 @@ def test_put_verifies_reads_back_opens_with_gdal_and_removes(
         "stats.json": "application/json",
         "big.bin": "application/octet-stream",
     }
-    assert sorted(backend.objects()) == sorted(f"{PREFIX}/{name}" for name in product)
+    (sibling,) = storage.put_files({"item.json": product["item.json"]}, PREFIX + "0")
+    assert sorted(backend.objects()) == sorted(
+        [f"{PREFIX}/{name}" for name in product] + [f"{PREFIX}0/item.json"]
+    )
     assert storage.list(PREFIX) == sorted(asset.url for asset in assets)
 
     cog = assets[0]
@@ -230,9 +234,11 @@ def test_put_verifies_reads_back_opens_with_gdal_and_removes(
         assert ds.crs.to_epsg() == 32633
 
     storage.remove(PREFIX)
-    assert backend.objects() == {}
+    assert sorted(backend.objects()) == [f"{PREFIX}0/item.json"]  # overlays/420 stays
     assert not storage.exists(cog.url)
     assert storage.list(PREFIX) == []
+    storage.remove([sibling.url])
+    assert backend.objects() == {}
 
 
 def test_gdal_paths_and_names() -> None:
@@ -276,13 +282,17 @@ def test_s3_endpoint_from_the_environment(
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint)
     bucket = f"madrone-{uuid.uuid4().hex[:12]}"
     create_bucket(moto.endpoint, bucket)
+    large = tmp_path / "large.bin"  # over two 16 MiB parts: a multipart upload
+    large.write_bytes(np.random.default_rng(3).bytes(33 * 2**20 + 1))
     with Storage.from_url(f"s3://{bucket}") as storage:
-        (cog,) = storage.put_files({"ndvi.tif": product["ndvi.tif"]}, "env")
+        cog, big = storage.put_files({"ndvi.tif": product["ndvi.tif"], "big": str(large)}, "env")
         assert cog.url == f"s3://{bucket}/env/ndvi.tif"
+        assert big.sha256 == sha256(str(large))
+        assert '-3" ' in list_objects(moto.endpoint, bucket)["env/big"]  # ETag of 3 parts
         assert storage.gdal_env()["AWS_S3_ENDPOINT"] == moto.endpoint.removeprefix("http://")
         with rasterio.Env(**storage.gdal_env()), rasterio.open(storage.gdal_path(cog.url)) as ds:
             np.testing.assert_array_equal(ds.read(1), PIXELS)
-        storage.remove([cog.url])
+        storage.remove([cog.url, big.url])
     assert list_objects(moto.endpoint, bucket) == {}
 
 
@@ -436,6 +446,37 @@ def test_azurite_stopped_mid_upload_then_restarted_remove_clears_leftovers(
             storage.remove(error.leftover)
             assert made.objects() == {}
     finally:
+        server.stop()
+
+
+def test_azurite_back_during_the_cleanup_retries_leaves_nothing(
+    product: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server goes away mid-upload and comes back while put_files is still trying to
+    remove what it wrote: a later attempt succeeds, nothing is left over."""
+    server = AzuriteServer(tmp_path / "azurite")
+    server.start()
+    restart = threading.Thread(target=server.start)
+
+    def stop_and_restart() -> None:
+        server.stop()
+        restart.start()  # node takes a second or so to listen again
+
+    try:
+        use_azure_env(monkeypatch, server.connection)
+        made = azure_backend(server.connection, "az", FAST_AZURE)
+        made.storage.cleanup_delays = (0.0, 1.0, 3.0, 10.0)  # stops once all are gone
+        files = {name: product[name] for name in ("big.bin", "ndvi.tif", "item.json")}
+        on_first_read(monkeypatch, files["ndvi.tif"], stop_and_restart)
+        with made.storage as storage, pytest.raises(StorageError) as caught:
+            storage.put_files(files, PREFIX)
+        restart.join()
+        assert "removed the 2 object(s) written" in str(caught.value)
+        assert caught.value.leftover == []
+        assert made.objects() == {}
+    finally:
+        if restart.ident is not None:
+            restart.join()
         server.stop()
 
 

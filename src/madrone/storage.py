@@ -152,6 +152,9 @@ class Storage:
     def remove(self, prefix_or_urls: str | Iterable[str]) -> None:
         """Remove every object under a prefix, or the given URLs; missing ones are fine.
 
+        A string with ``://`` or a leading ``/`` is one URL; any other string is a prefix
+        (``overlays/42``: that folder only, never ``overlays/420``).
+
         Raises:
             StorageError: some objects could not be removed; they are in ``leftover``.
         """
@@ -307,7 +310,7 @@ class Storage:
                 return False
             try:
                 self._verify(path, size, digest)
-            except _Mismatch:
+            except (_Mismatch, FileNotFoundError):  # different, or gone meanwhile
                 return False
         return True
 
@@ -685,6 +688,8 @@ def _s3_gdal_env(fs: AbstractFileSystem) -> dict[str, str]:
 
     client = sync(fs.loop, fs.set_session)
     env = {"AWS_REGION": client.meta.region_name} if client.meta.region_name else {}
+    if fs.anon:
+        env["AWS_NO_SIGN_REQUEST"] = "YES"
     endpoint = urlsplit(client.meta.endpoint_url)
     if endpoint.hostname and not endpoint.hostname.endswith("amazonaws.com"):
         env["AWS_S3_ENDPOINT"] = endpoint.netloc
