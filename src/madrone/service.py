@@ -167,7 +167,7 @@ class Master:
             self.storage.remove([asset.url for asset in stored])
             raise JobStopped(watch.reason)
         datasets = datasets_from_run(result, stored, job=job, scope=self._scope())
-        if not self.queue.succeed(job.id, self.name, datasets):
+        if not self.queue.succeed(job.id, self.name, datasets, tiles=result.tiles or None):
             self.storage.remove([asset.url for asset in stored])
             log.warning("job %s was taken from %s before it finished", job.id, self.name)
             return

@@ -200,7 +200,13 @@ class JobQueue:
         with self.catalog.session() as session:
             return session.execute(statement).rowcount == 1
 
-    def succeed(self, job_id: str, master: str, datasets: Sequence[Dataset] = ()) -> bool:
+    def succeed(
+        self,
+        job_id: str,
+        master: str,
+        datasets: Sequence[Dataset] = (),
+        tiles: int | None = None,
+    ) -> bool:
         """Close a job as succeeded and register its datasets (one per index) in the same
         transaction; if the job is no longer this master's, nothing is registered and False
         is returned. ``dataset_id`` points at the first."""
@@ -214,6 +220,8 @@ class JobQueue:
             session.flush()
             job.dataset_id = datasets[0].id if datasets else None
             job.status, job.finished_at, job.lease_expires_at = "succeeded", utc_now(), None
+            if tiles is not None:
+                job.tiles_total = tiles
             job.tiles_done = job.tiles_total
             return True
 
