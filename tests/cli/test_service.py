@@ -297,3 +297,15 @@ def test_master_with_listen_runs_jobs_on_grpc_workers(env, tmp_path: Path) -> No
         code, _, err = stop(master)
     assert (worker_code, code) == (0, 0), err
     assert "succeeded" in err and "local pool" not in err, "run on the gRPC worker"
+
+
+def test_interrupted_wait_exits_130_and_the_job_goes_on(env, tmp_path: Path) -> None:
+    process = start(env, tmp_path, "submit", str(DEMO), "--wait")
+    job_id = process.stdout.readline().strip()
+    assert JOB_ID.match(job_id)
+    assert process.stderr.readline() == f"job {job_id}: queued\n"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert f"stopped following job {job_id}; it goes on" in err
+    assert queue_of(env).get(job_id).status == "queued"
