@@ -309,3 +309,23 @@ def test_interrupted_wait_exits_130_and_the_job_goes_on(env, tmp_path: Path) -> 
     assert process.returncode == 130, err
     assert f"stopped following job {job_id}; it goes on" in err
     assert queue_of(env).get(job_id).status == "queued"
+
+
+def test_submit_takes_process_and_mosaic_options(env, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    area = invoke(env, "submit", "--corners", "25.08,-11.42,24.98,-11.32", "--index", "ndsi",
+                  "--method", "median", "--json")  # fmt: skip
+    job = json.loads(area.output)
+    spec = job["spec"]
+    assert (job["kind"], spec["indices"], spec["method"], spec["resolution"]) == (
+        "mosaic", ["ndsi"], "median", 10.0)  # fmt: skip
+    assert spec["area"] is not None and "count" in spec["products"]
+    scene = invoke(env, "submit", str(DEMO), "--bbox", "-75.7,37.66,-75.6,37.74",
+                   "--resolution", "20", "--products", "cog", "--json")  # fmt: skip
+    job = json.loads(scene.output)
+    spec = job["spec"]
+    assert (job["kind"], spec["resolution"], spec["products"], spec["area"]) == (
+        "process", 20.0, ["cog"], None)  # fmt: skip
+    assert spec["bbox"] == [-75.7, 37.66, -75.6, 37.74]
+    plain = json.loads(invoke(env, "submit", str(DEMO), "--json").output)["spec"]
+    assert plain["resolution"] is None and "count" not in plain["products"]

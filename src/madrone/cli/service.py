@@ -70,7 +70,11 @@ def borrowed(command: click.Command, names: Sequence[str]) -> list[click.Paramet
     help="Submitting again with the same key gives the same job, not a second one.",
 )
 @catalog_options
-@click.option("--wait", is_flag=True, help="Follow the job until it ends (exit 0: succeeded).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the job until it ends: exit 0 succeeded, 1 failed or cancelled, 130 Ctrl-C.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.pass_context
 def submit(
@@ -86,7 +90,10 @@ def submit(
 ) -> None:
     """Queue a request: SOURCES as for `process`, or an area (--corners, --bbox or
     --geometry) as for `mosaic`. Prints the job id; a master runs it (`madrone master
-    --db URL` or `madrone serve`)."""
+    --db URL` or `madrone serve`).
+
+    The defaults shown are an area request's; SOURCES keep those of `process` (the finest
+    band's resolution, the sources' CRS, no count product), and --bbox clips them."""
     given = {k for k in options if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
     spec = request_spec(sources, options, given)
     with opened_catalog(db_url, central) as catalog, echoed_warnings():
