@@ -86,8 +86,11 @@ def test_each_test_database_is_fresh_and_dropped(postgres_server: PostgresServer
 def test_server_is_stopped_by_pid_and_removed() -> None:
     with postgres_cluster() as server:
         assert process_alive(server.pid)
-        backend = scalar(server.url, "SELECT pg_backend_pid()")
-        assert parent_pid(backend) == server.pid  # the PID is the postmaster's
+        engine = sa.create_engine(server.url)
+        with engine.connect() as connection:  # the backend lives while it is connected
+            backend = connection.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            assert parent_pid(backend) == server.pid  # the PID is the postmaster's
+        engine.dispose()
         folder = server.folder
     assert not process_alive(server.pid)
     assert not Path(folder).exists()
