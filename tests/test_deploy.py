@@ -79,10 +79,10 @@ def test_compose_file_has_every_service_with_a_real_health_check(config: dict) -
 def test_compose_services_start_in_order_with_their_commands(config: dict) -> None:
     services = config["services"]
     assert services["postgis"]["image"] == "postgis/postgis:15-3.4"
-    assert services["migrate"]["command"] == ["madrone", "db", "upgrade"]
+    assert services["migrate"]["command"] == ["madrone", "db", "upgrade", "--central"]
     assert services["migrate"]["restart"] == "no"
-    master = " ".join(services["master"]["command"])
-    assert 'madrone master --db "$$MADRONE_CENTRAL_DB_URL" --listen 0.0.0.0:50051' in master
+    master = ["madrone", "master", "--central", "--listen", "0.0.0.0:50051"]
+    assert services["master"]["command"] == master
     assert services["worker"]["command"][:4] == ["madrone", "worker", "--master", "master:50051"]
     assert services["web"]["command"] == ["madrone", "web", "--host", "0.0.0.0", "--port", "8000"]
     assert services["web"]["profiles"] == ["web"]
@@ -265,3 +265,19 @@ def test_db_check_needs_the_database(postgres_url: str) -> None:
     done = run_check("db", wrong)
     assert done.returncode == 1 and "no_such_database" in done.stderr
     assert run_check("db").returncode == 1  # MADRONE_CENTRAL_DB_URL unset
+
+
+def test_compose_commands_are_madrone_commands(config: dict) -> None:
+    """Every madrone command line of the stack parses (its options exist): click checks the
+    options before it acts on the trailing --help."""
+    from click.testing import CliRunner
+
+    from madrone.cli.main import cli
+
+    for name in ("migrate", "master", "worker"):
+        command = config["services"][name]["command"]
+        assert command[0] == "madrone"
+        result = CliRunner().invoke(cli, [*command[1:], "--help"])
+        assert result.exit_code == 0, f"{name}: {result.output}"
+    bad = CliRunner().invoke(cli, ["master", "--no-such-option", "--help"])
+    assert bad.exit_code == 2

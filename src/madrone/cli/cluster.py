@@ -49,6 +49,12 @@ def _stop_on_signals() -> threading.Event:
 @click.command()
 @click.option("--db", "db_url", metavar="URL", help="Serve the job queue of this catalog.")
 @click.option(
+    "--central",
+    is_flag=True,
+    help="Serve the team's catalog (MADRONE_CENTRAL_DB_URL; keeps the password off the "
+    "command line).",
+)
+@click.option(
     "--listen",
     metavar="HOST:PORT",
     help=f"gRPC address for workers (default {DEFAULT_LISTEN}; with --db only when given).",
@@ -56,19 +62,23 @@ def _stop_on_signals() -> threading.Event:
 @click.option("--dask", "dask_address", metavar="ADDRESS", help="With --db: run jobs on Dask.")
 @click.option("--name", help="With --db: this master's name in the jobs (default host:pid).")
 def master(
-    db_url: str | None, listen: str | None, dask_address: str | None, name: str | None
+    db_url: str | None,
+    central: bool,
+    listen: str | None,
+    dask_address: str | None,
+    name: str | None,
 ) -> None:
     """Serve jobs until SIGTERM or Ctrl-C: a catalog's queue with --db (on the gRPC workers
     when --listen is given and some are registered, else on --dask, else on the local
     pool), else jobs submitted over gRPC with --master."""
     settings = Settings.from_env()
     log_to_stderr()
-    if db_url is None:
+    if db_url is None and not central:
         if dask_address or name:
             raise InputError("--dask and --name apply to a catalog's queue: give --db URL too")
         _serve_grpc(listen or DEFAULT_LISTEN, settings)
         return
-    catalog = team.open_catalog(settings, db=db_url)
+    catalog = team.open_catalog(settings, db=db_url, central=central)
     storage = Storage.from_settings(settings, central=catalog.is_postgres)
     run_master(catalog, storage, settings, listen=listen, dask=dask_address, name=name)
 
