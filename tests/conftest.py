@@ -38,3 +38,12 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """SQLAlchemy URL of a fresh, empty PostGIS database, dropped after the test."""
     with postgres_server.fresh_database() as url:
         yield url
+
+
+@pytest.fixture
+def outdir(tmp_path: Path) -> Path:
+    """An output folder that already holds a file, which must survive any failure."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    return out

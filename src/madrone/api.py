@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from madrone.area import Area, area_from_bbox, area_from_corners, area_from_geojson
-from madrone.config import Settings
+from madrone.config import Settings, read_pem
 from madrone.engine.plan import DEFAULT_AREA_RESOLUTION, Plan, plan
 from madrone.engine.run import Executor, Progress, RunResult, run_plan
 from madrone.engine.spec import ALL_PRODUCTS, JobSpec
@@ -149,18 +149,8 @@ def submit(
     from madrone.executors.grpc.client import submit as submit_job
 
     settings = settings or Settings.from_env()
-    ca = _read_pem(settings.tls_ca, "MADRONE_TLS_CA")
+    ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
     return submit_job(spec, master, settings.token or None, ca, progress)
-
-
-def _read_pem(path: str, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise InputError(f"{what} {path}: cannot read ({error.strerror})") from None
 
 
 def process(

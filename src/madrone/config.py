@@ -152,6 +152,18 @@ def user_data_dir(environ: Mapping[str, str] | None = None) -> str:
     return os.path.join(base, "madrone")
 
 
+def read_pem(path: str, what: str) -> bytes | None:
+    """The bytes of a PEM file named by a setting (``what``); none when the setting is
+    empty; an unreadable file names the setting and the path."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise InputError(f"{what} {path}: cannot read ({error.strerror})") from None
+
+
 def _parse(kind: object, raw: object, where: str) -> object:
     if kind in ("int", int):
         try:

@@ -24,15 +24,6 @@ T18 = "L1C_T18SVG_20160112_crop"  # 1933 x 1947 px: about 3,700 tiles of 32 px
 MADRONE = [sys.executable, "-m", "madrone.cli"]
 
 
-@pytest.fixture
-def outdir(tmp_path: Path) -> Path:
-    """An output folder that already holds a file, which must survive a stopped run."""
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
-    return out
-
-
 def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, state) of every process, from /proc."""
     table = {}

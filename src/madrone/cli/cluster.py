@@ -15,22 +15,12 @@ import click
 
 from madrone import team
 from madrone.catalog.db import Catalog
-from madrone.config import Settings
+from madrone.config import Settings, read_pem
 from madrone.errors import InputError
 from madrone.service import Master, master_runner
 from madrone.storage import Storage
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
-
-
-def read_pem(path: str, what: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as error:
-        raise InputError(f"{what} {path}: cannot read ({error.strerror})") from None
 
 
 def log_to_stderr() -> None:
