@@ -393,7 +393,9 @@ How each row is measured (bench/catalog.py; the numbers above come from one run)
   included, as a user types it), then submitted to an idle, already running
   `madrone master --db` with `team.submit`; its wall runs from the submit to the row's
   `finished_at` (products uploaded to the storage folder and checked, datasets registered,
-  job closed). Median of the runs; goal: queued <= 1.1 x direct + 1 s.
+  job closed). Median of the runs; goal: queued <= 1.1 x direct + 1 s. The direct run pays
+  the interpreter's start, the imports and the process pool's forkserver every time; the
+  master has paid them once (its first job pays the forkserver: the first of the walls).
 - wall, CPU and peak MiB cover this process's whole tree (claimers, the master and its
   pool, the PostgreSQL postmaster and its backends), see bench/catalog_measure.py;
   "busy machine" marks a row during which other processes used more than 5 % of the
