@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from importlib import resources
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from madrone.config import Settings, user_data_dir
 from madrone.errors import CatalogError
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def default_db_url(settings: Settings) -> str:
@@ -42,6 +42,7 @@ class Catalog:
         self.engine = _make_engine(self.url)
         self.dialect = self.engine.dialect.name
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         wanted = upgrade if upgrade is not None else self.dialect == "sqlite"
         if wanted and self.current() != HEAD:
             self.upgrade()
@@ -75,6 +76,19 @@ class Catalog:
         self.require_schema()
         with self.sessions.begin() as session:
             yield session
+
+    @contextlib.contextmanager
+    def statement_connection(self) -> Iterator[Connection]:
+        """A connection for statements that are atomic by themselves (a claim, a heartbeat):
+        on PostgreSQL in autocommit, one round trip instead of BEGIN, statement and COMMIT;
+        on SQLite in a transaction (its BEGIN IMMEDIATE costs no round trip)."""
+        self.require_schema()
+        if self.is_postgres:
+            with self._autocommit.connect() as connection:
+                yield connection
+        else:
+            with self.engine.begin() as connection:
+                yield connection
 
     def require_schema(self) -> None:
         """Refuse to work on a database whose schema is not at the newest revision."""
@@ -153,7 +167,9 @@ def _make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             _serialise_sqlite_writes(engine)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # No ping per checkout (a round trip per claim): a connection a restart broke fails
+        # once, is discarded by the pool, and the service retries.
+        return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
     except (NoSuchModuleError, ModuleNotFoundError) as error:
         raise CatalogError(
             f"no driver for {url.split(':', 1)[0]}: install madrone[postgres] ({error})"

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -99,7 +100,18 @@ class Job(Base):
     """A processing request (a mosaic request in the original) and its whole life."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "status", "priority", "created_at"),)
+    __table_args__ = (
+        # Claim order over queued jobs only (migration 0003).
+        Index(
+            "ix_jobs_queued",
+            text("priority DESC"),
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+        Index("ix_jobs_running_lease", "status", "lease_expires_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, select, update
+from sqlalchemy import ColumnElement, Integer, bindparam, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,17 +52,32 @@ class JobQueue:
             raise InputError(f"max_attempts must be 1 or more, got {max_attempts}")
         self.catalog, self.lease, self.max_attempts = catalog, lease_seconds, max_attempts
         self._listener = None
+        self._claim = self._beat = None
 
     # -- clock ----------------------------------------------------------------------------
+    # On PostgreSQL times are the database's (statement_timestamp()); on SQLite, one machine
+    # by nature, they are this process's, bound as parameters. Statements are built once.
     def _now(self) -> Any:
+        if self.catalog.is_postgres:
+            return func.statement_timestamp().cast(UTCDateTime)
+        return bindparam("now", type_=UTCDateTime)
+
+    def _later(self) -> Any:
+        if self.catalog.is_postgres:
+            lease = timedelta(seconds=self.lease)
+            return (func.statement_timestamp() + lease).cast(UTCDateTime)
+        return bindparam("lease_until", type_=UTCDateTime)
+
+    def _reap_time(self) -> Any:
         if self.catalog.is_postgres:
             return func.statement_timestamp().cast(UTCDateTime)
         return utc_now()
 
-    def _later(self, seconds: float) -> Any:
+    def _times(self) -> dict[str, Any]:
         if self.catalog.is_postgres:
-            return (func.statement_timestamp() + timedelta(seconds=seconds)).cast(UTCDateTime)
-        return utc_now() + timedelta(seconds=seconds)
+            return {}
+        now = utc_now()
+        return {"now": now, "lease_until": now + timedelta(seconds=self.lease)}
 
     # -- submit and read ------------------------------------------------------------------
     def submit(
@@ -142,52 +157,63 @@ class JobQueue:
     # -- a master's side ------------------------------------------------------------------
     def claim(self, master: str) -> Job | None:
         """Take the next queued job (highest priority, then oldest) for ``master``."""
+        if self._claim is None:
+            self._claim = self._claim_statement()
+        with self.catalog.statement_connection() as connection:
+            row = connection.execute(self._claim, {"master": master, **self._times()}).first()
+        return Job(**row._asdict()) if row is not None else None
+
+    def _claim_statement(self):
+        jobs = Job.__table__
         next_id = (
-            select(Job.id)
-            .where(Job.status == "queued")
-            .order_by(Job.priority.desc(), Job.created_at, Job.id)
+            select(jobs.c.id)
+            .where(jobs.c.status == "queued")
+            .order_by(jobs.c.priority.desc(), jobs.c.created_at, jobs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         now = self._now()
-        statement = (
-            update(Job)
-            .where(Job.id == next_id, Job.status == "queued")
+        return (
+            update(jobs)
+            .where(jobs.c.id == next_id, jobs.c.status == "queued")
             .values(
                 status="running",
-                claimed_by=master,
+                claimed_by=bindparam("master"),
                 heartbeat_at=now,
-                lease_expires_at=self._later(self.lease),
-                started_at=func.coalesce(Job.started_at, now),
+                lease_expires_at=self._later(),
+                started_at=func.coalesce(jobs.c.started_at, now),
                 tiles_done=0,
             )
-            .returning(Job)
-            .execution_options(synchronize_session=False)
+            .returning(*jobs.c)
         )
-        with self.catalog.session() as session:
-            return session.scalars(statement).one_or_none()
 
     def heartbeat(
         self, job_id: str, master: str, done: int | None = None, total: int | None = None
     ) -> Beat:
         """Extend the lease and record progress; tells whether the job is still ours."""
-        values: dict[str, Any] = {
-            "heartbeat_at": self._now(),
-            "lease_expires_at": self._later(self.lease),
-        }
-        if done is not None:
-            values["tiles_done"] = done
-        if total is not None:
-            values["tiles_total"] = total
-        statement = (
-            update(Job)
-            .where(*self._owned(job_id, master))
-            .values(**values)
-            .returning(Job.cancel_requested)
-        )
-        with self.catalog.session() as session:
-            row = session.execute(statement).one_or_none()
+        if self._beat is None:
+            jobs = Job.__table__
+            self._beat = (
+                update(jobs)
+                .where(
+                    jobs.c.id == bindparam("job"),
+                    jobs.c.claimed_by == bindparam("master"),
+                    jobs.c.status == "running",
+                )
+                .values(
+                    heartbeat_at=self._now(),
+                    lease_expires_at=self._later(),
+                    tiles_done=func.coalesce(bindparam("done", type_=Integer), jobs.c.tiles_done),
+                    tiles_total=func.coalesce(
+                        bindparam("total", type_=Integer), jobs.c.tiles_total
+                    ),
+                )
+                .returning(jobs.c.cancel_requested)
+            )
+        params = {"job": job_id, "master": master, "done": done, "total": total}
+        with self.catalog.statement_connection() as connection:
+            row = connection.execute(self._beat, {**params, **self._times()}).first()
         return Beat(owned=row is not None, cancel_requested=bool(row and row[0]))
 
     def release(self, job_id: str, master: str) -> bool:
@@ -197,8 +223,8 @@ class JobQueue:
             .where(*self._owned(job_id, master))
             .values(status="queued", claimed_by=None, lease_expires_at=None, tiles_done=0)
         )
-        with self.catalog.session() as session:
-            return session.execute(statement).rowcount == 1
+        with self.catalog.statement_connection() as connection:
+            return connection.execute(statement).rowcount == 1
 
     def succeed(
         self,
@@ -253,7 +279,7 @@ class JobQueue:
         counted, or failed past the limit (cancelled if a cancel was asked). Returns ids."""
         query = (
             select(Job)
-            .where(Job.status == "running", Job.lease_expires_at < self._now())
+            .where(Job.status == "running", Job.lease_expires_at < self._reap_time())
             .with_for_update(skip_locked=True)
         )
         with self.catalog.session() as session:
