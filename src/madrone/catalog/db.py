@@ -98,7 +98,8 @@ class Catalog:
         if revision != HEAD:
             raise CatalogError(
                 f"catalog {self.safe_url} is at revision {revision or 'none (empty)'}, this "
-                f"madrone needs {HEAD}: run `madrone db upgrade` with the same --db URL or --central"
+                f"madrone needs {HEAD}: run `madrone db upgrade` (with the same --db URL, or "
+                "--central)"
             )
         self._checked = True
 
