@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -282,32 +282,17 @@ def cancel(job_id: str, db_url: str | None, central: bool) -> None:
 
 # -- serve ----------------------------------------------------------------------------------
 @click.command()
-@click.option(
-    "--port-free",
-    is_flag=True,
-    help="Open no network port: the catalog, the storage and a master only (no web app).",
-)
-def serve(port_free: bool) -> None:
+def serve() -> None:
     """The whole service on this machine, in the foreground until Ctrl-C or SIGTERM: the
     local catalog (migrated), the local storage folder and a master on the local pool."""
     settings = Settings.from_env()
     log_to_stderr()
     catalog = team.open_catalog(settings, upgrade=True)
     storage = Storage.from_settings(settings)
-    stop_web = None if port_free else start_web(settings)
     click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
     click.echo("submit from another terminal: madrone submit SCENE --index ndvi --name NAME")
     click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
     click.echo("Ctrl-C or SIGTERM stops (a running job goes back to the queue)")
     sys.stdout.flush()
-    try:
-        run_master(catalog, storage, settings)
-    finally:
-        if stop_web is not None:
-            stop_web()
-
-
-def start_web(settings: Settings) -> Callable[[], None] | None:
-    """Where the web app joins ``madrone serve``: start it beside the master and return
-    how to stop it. The web app comes with the next issue; until then nothing starts."""
-    return None
+    # The web app joins here, beside the master, in the next issue.
+    run_master(catalog, storage, settings)
