@@ -142,7 +142,10 @@ class Master:
 
     def _run(self, job: Job, watch: _Watch) -> None:
         output_dir = os.path.join(self.work_dir, job.id)
-        spec = replace(JobSpec.from_dict(job.spec), output_dir=output_dir)
+        spec = JobSpec.from_dict(job.spec)
+        # The STAC item is what describes the datasets to the catalog: always written.
+        products = tuple(dict.fromkeys((*spec.products, "json")))
+        spec = replace(spec, output_dir=output_dir, products=products)
 
         def progress(done: int, total: int) -> None:
             watch.done, watch.total = done, total
@@ -159,18 +162,22 @@ class Master:
 
     def _publish(self, job: Job, result: RunResult, watch: _Watch) -> None:
         """Upload every file, then register the datasets and close the job in one
-        transaction; if the job was taken away meanwhile, the uploads are removed."""
+        transaction. Each attempt uploads under a prefix of its own, so an attempt that
+        lost its job (or failed) removes only its own files, never those of the master
+        that took the job over."""
         files = _product_files(result.output_dir)
-        prefix = f"jobs/{job.id}"
+        prefix = f"jobs/{job.id}/{uuid.uuid4().hex[:12]}"
         stored = self.storage.put_files(files, prefix)
-        if watch.reason:
+        try:
+            if watch.reason:
+                raise JobStopped(watch.reason)
+            datasets = datasets_from_run(result, stored, job=job, scope=self._scope())
+            if not self.queue.succeed(job.id, self.name, datasets, tiles=result.tiles or None):
+                watch.stop("lost")
+                raise JobStopped("lost")
+        except BaseException:
             self.storage.remove([asset.url for asset in stored])
-            raise JobStopped(watch.reason)
-        datasets = datasets_from_run(result, stored, job=job, scope=self._scope())
-        if not self.queue.succeed(job.id, self.name, datasets, tiles=result.tiles or None):
-            self.storage.remove([asset.url for asset in stored])
-            log.warning("job %s was taken from %s before it finished", job.id, self.name)
-            return
+            raise
         log.info("job %s succeeded: %d datasets", job.id, len(datasets))
 
     def _close_failed(self, job: Job, watch: _Watch, error: Exception) -> None:

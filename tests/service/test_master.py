@@ -131,3 +131,40 @@ def test_relative_paths_are_queued_absolute(catalog, settings, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     assert make_master(catalog, settings, tmp_path).run_next()
     assert JobQueue(catalog).get(job.id).status == "succeeded"
+
+
+def test_a_job_without_the_stac_item_still_registers(catalog, settings, tmp_path) -> None:
+    spec = api.build_spec([str(DEMO)], ["ndvi"], products=("cog",))
+    job = team.submit(spec, catalog, settings=settings, name="cog-only")
+    assert make_master(catalog, settings, tmp_path).run_next()
+    assert JobQueue(catalog).get(job.id).status == "succeeded"
+    [dataset] = search_datasets(catalog, DatasetQuery()).items
+    assert {"cog", "json"} <= set(dataset.assets)
+
+
+def test_a_master_that_lost_its_job_removes_only_its_own_files(catalog, settings, tmp_path):
+    spec = api.build_spec([str(DEMO)], ["ndvi"])
+    job = team.submit(spec, catalog, settings=settings, name="contested")
+    rescuer = make_master(catalog, settings, tmp_path / "b")
+    stalled = make_master(catalog, settings, tmp_path / "a")
+    stalled.name = "stalled"
+    real_runner = stalled.runner
+
+    def runner(spec, progress, cancel):
+        result = real_runner(spec, progress, cancel)
+        # Meanwhile the lease ran out and another master claimed and finished the job.
+        JobQueue(catalog).release(job.id, "stalled")
+        assert rescuer.run_next()
+        return result
+
+    stalled.runner = runner
+    assert stalled.run_next()
+    done = JobQueue(catalog).get(job.id)
+    assert done.status == "succeeded" and done.claimed_by == "test-master"
+    [dataset] = search_datasets(catalog, DatasetQuery()).items
+    storage = Storage.from_settings(settings)
+    for asset in dataset.assets.values():
+        assert storage.exists(asset["href"]), "the winner's files are intact"
+    winner = {Path(storage.gdal_path(a["href"])).parent for a in dataset.assets.values()}
+    stored = {p.parent for p in Path(settings.storage_url).rglob("*") if p.is_file()}
+    assert stored == winner, "the stalled master's upload is gone, the winner's is not"
