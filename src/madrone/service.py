@@ -179,6 +179,19 @@ class Master:
             self.storage.remove([asset.url for asset in stored])
             raise
         log.info("job %s succeeded: %d datasets", job.id, len(datasets))
+        self._sweep(job, prefix)
+
+    def _sweep(self, job: Job, kept: str) -> None:
+        """Remove what earlier attempts of a job left in storage (a master killed between
+        upload and registration); the job is closed, so nothing else will use them."""
+        try:
+            stale = [url for url in self.storage.list(f"jobs/{job.id}")
+                     if not url.startswith(self.storage.url_for(kept) + "/")]  # fmt: skip
+            if stale:
+                self.storage.remove(stale)
+                log.info("job %s: removed %d files of earlier attempts", job.id, len(stale))
+        except MadroneError as error:
+            log.warning("job %s: earlier attempts' files not removed: %s", job.id, error)
 
     def _close_failed(self, job: Job, watch: _Watch, error: Exception) -> None:
         if watch.reason == "cancel":

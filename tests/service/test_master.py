@@ -168,3 +168,15 @@ def test_a_master_that_lost_its_job_removes_only_its_own_files(catalog, settings
     winner = {Path(storage.gdal_path(a["href"])).parent for a in dataset.assets.values()}
     stored = {p.parent for p in Path(settings.storage_url).rglob("*") if p.is_file()}
     assert stored == winner, "the stalled master's upload is gone, the winner's is not"
+
+
+def test_success_sweeps_what_earlier_attempts_left(catalog, settings, tmp_path) -> None:
+    job = team.submit(api.build_spec([str(DEMO)], ["ndvi"]), catalog, settings=settings)
+    storage = Storage.from_settings(settings)
+    leftover = tmp_path / "left.tif"
+    leftover.write_bytes(b"an attempt killed after its upload")
+    storage.put_files({"left.tif": str(leftover)}, f"jobs/{job.id}/killedattempt")
+    assert make_master(catalog, settings, tmp_path).run_next()
+    assert storage.list(f"jobs/{job.id}/killedattempt") == []
+    [dataset] = search_datasets(catalog, DatasetQuery()).items
+    assert all(storage.exists(asset["href"]) for asset in dataset.assets.values())
