@@ -181,12 +181,14 @@ class Master:
         log.info("job %s succeeded: %d datasets", job.id, len(datasets))
         self._sweep(job, prefix)
 
-    def _sweep(self, job: Job, kept: str) -> None:
+    def _sweep(self, job: Job, kept: str | None = None) -> None:
         """Remove what earlier attempts of a job left in storage (a master killed between
-        upload and registration); the job is closed, so nothing else will use them."""
+        upload and registration), all but the ``kept`` prefix; the job is closed, so
+        nothing else will use them."""
+        keep = self.storage.url_for(kept) + "/" if kept else None
         try:
             stale = [url for url in self.storage.list(f"jobs/{job.id}")
-                     if not url.startswith(self.storage.url_for(kept) + "/")]  # fmt: skip
+                     if keep is None or not url.startswith(keep)]  # fmt: skip
             if stale:
                 self.storage.remove(stale)
                 log.info("job %s: removed %d files of earlier attempts", job.id, len(stale))
@@ -209,6 +211,8 @@ class Master:
             message = str(error) if isinstance(error, MadroneError) else _describe(error)
             status = self.queue.fail(job.id, self.name, message, retry=retry)
             log.warning("job %s attempt failed (%s): %s", job.id, status, message)
+            if status == "failed":
+                self._sweep(job)
 
     def _heartbeat(self, job: Job, watch: _Watch) -> None:
         """Every second: extend the lease, write progress, learn of a cancel or a loss."""

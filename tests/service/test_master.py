@@ -118,7 +118,12 @@ def test_a_failing_job_is_retried_then_fails_with_every_error(catalog, settings,
         raise OSError("disk on fire")
 
     master.runner = runner
+    leftover = tmp_path / "left.tif"
+    leftover.write_bytes(b"an attempt killed after its upload")
+    storage = Storage.from_settings(settings)
+    storage.put_files({"left.tif": str(leftover)}, f"jobs/{job.id}/killedattempt")
     assert master.run_next() and master.run_next() and not master.run_next()
+    assert storage.list(f"jobs/{job.id}") == [], "a job failed for good leaves no files"
     failed = JobQueue(catalog).get(job.id)
     assert failed.status == "failed" and failed.attempts == 2
     assert [e["message"] for e in failed.errors] == ["OSError: disk on fire"] * 2
