@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, or_, select, text
 
 from madrone.catalog.db import Catalog
-from madrone.catalog.models import DATASET_KINDS, SCOPES, Dataset
+from madrone.catalog.models import Dataset
+from madrone.catalog.vocabulary import DATASET_KINDS, SCOPES, SORT_KEYS
 from madrone.errors import InputError, NotFoundError
 
-SORT_KEYS = ("created", "updated", "name", "date")
 MAX_LIMIT = 1000
 _NO_DATE = datetime(1, 1, 1, tzinfo=UTC)
 

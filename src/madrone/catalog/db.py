@@ -15,10 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from madrone.catalog.vocabulary import HEAD
 from madrone.config import Settings, user_data_dir
 from madrone.errors import CatalogError
-
-HEAD = "0003"
 
 
 def default_db_url(settings: Settings) -> str:

@@ -27,11 +27,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-DATASET_KINDS = ("index", "geotiff", "image", "vector", "point")
-SCOPES = ("local", "shared")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-ROLES = ("viewer", "editor", "admin")
+from madrone.catalog.vocabulary import (  # noqa: F401 (the models' words, re-exported)
+    DATASET_KINDS,
+    FINAL_STATES,
+    JOB_STATES,
+    ROLES,
+    SCOPES,
+)
 
 
 def utc_now() -> datetime:

@@ -13,16 +13,20 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from madrone import team
-from madrone.catalog.datasets import SORT_KEYS
-from madrone.catalog.db import HEAD, Catalog
-from madrone.catalog.models import ROLES, Dataset
+from madrone.catalog.vocabulary import HEAD, ROLES, SORT_KEYS
 from madrone.cli.options import parse_floats
 from madrone.errors import InputError
+from madrone.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from madrone.catalog.db import Catalog
+    from madrone.catalog.models import Dataset
+
+team = lazy_module("madrone.team")
 
 
 def catalog_options(command: Callable) -> Callable:

@@ -9,16 +9,21 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from madrone import team
-from madrone.catalog.db import Catalog
 from madrone.config import Settings, read_pem
 from madrone.errors import InputError
-from madrone.service import Master, master_runner
-from madrone.storage import Storage
+from madrone.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from madrone.catalog.db import Catalog
+    from madrone.storage import Storage
+
+team = lazy_module("madrone.team")
+service = lazy_module("madrone.service")
+stores = lazy_module("madrone.storage")
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -69,7 +74,7 @@ def master(
         _serve_grpc(listen or DEFAULT_LISTEN, settings)
         return
     catalog = team.open_catalog(settings, db=db_url, central=central)
-    storage = Storage.from_settings(settings, central=catalog.is_postgres)
+    storage = stores.Storage.from_settings(settings, central=catalog.is_postgres)
     run_master(catalog, storage, settings, listen=listen, dask=dask_address, name=name)
 
 
@@ -110,10 +115,10 @@ def run_master(
     handed back to the queue (no attempt counted); returns once the run's processes are
     gone, with the catalog and the storage closed."""
     grpc = _start_grpc(listen, settings) if listen else None
-    runner = master_runner(settings, dask=dask, grpc=grpc[1] if grpc else None)
+    runner = service.master_runner(settings, dask=dask, grpc=grpc[1] if grpc else None)
     try:
         with tempfile.TemporaryDirectory(prefix="madrone-master-") as work_dir:
-            served = Master(catalog, storage, settings, runner=runner, name=name,
+            served = service.Master(catalog, storage, settings, runner=runner, name=name,
                             work_dir=work_dir)  # fmt: skip
             for number in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(number, lambda *_: served.stop())

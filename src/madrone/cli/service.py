@@ -12,15 +12,13 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
-from madrone import team
 from madrone.api import build_mosaic_spec, build_spec
-from madrone.catalog.models import FINAL_STATES, JOB_STATES, Job
-from madrone.catalog.queue import job_to_dict
+from madrone.catalog.vocabulary import FINAL_STATES, JOB_STATES
 from madrone.cli.catalog import catalog_options, echo_json, echo_table, opened_catalog, stamp
 from madrone.cli.cluster import log_to_stderr, run_master
 from madrone.cli.mosaic import mosaic as mosaic_command
@@ -35,8 +33,15 @@ from madrone.cli.options import (
 from madrone.config import Settings
 from madrone.engine.spec import JobSpec
 from madrone.errors import InputError
+from madrone.lazy import lazy_module
 from madrone.sources.spec import SourceSpec
-from madrone.storage import Storage
+
+if TYPE_CHECKING:
+    from madrone.catalog.models import Job
+
+team = lazy_module("madrone.team")
+queue = lazy_module("madrone.catalog.queue")
+stores = lazy_module("madrone.storage")
 
 # Parameters of ``mosaic`` that ``submit`` takes as they are.
 AREA_OPTIONS = ("corners", "bbox", "geometry", "source", "max_cloud", "collections", "limit",
@@ -100,14 +105,14 @@ def submit(
         job = team.submit(spec, catalog, name=options["name"], priority=priority,
                           idempotency_key=idempotency_key)  # fmt: skip
         if not wait:
-            echo_json(job_to_dict(job)) if as_json else click.echo(job.id)
+            echo_json(queue.job_to_dict(job)) if as_json else click.echo(job.id)
             return
         if not as_json:
             click.echo(job.id)
         sys.stdout.flush()
         ended = follow(catalog, job)
     if as_json and ended is not None:
-        echo_json(job_to_dict(ended))
+        echo_json(queue.job_to_dict(ended))
     ctx.exit(_exit_code(ended))
 
 
@@ -236,7 +241,7 @@ def jobs(as_json: bool, status: str | None, limit: int, db_url: str | None, cent
     with opened_catalog(db_url, central) as catalog:
         found = team.list_jobs(catalog, status=status, limit=limit)
     if as_json:
-        echo_json([job_to_dict(job) for job in found])
+        echo_json([queue.job_to_dict(job) for job in found])
         return
     rows = [(job.id, job.name, job.status, f"{job.tiles_done}/{job.tiles_total}",
              f"{job.attempts}/{job.max_attempts}", job.requester or "-", stamp(job.created_at))
@@ -252,7 +257,7 @@ def jobs(as_json: bool, status: str | None, limit: int, db_url: str | None, cent
 def job(job_id: str, as_json: bool, db_url: str | None, central: bool) -> None:
     """Show every field of job ID, with the error of every attempt."""
     with opened_catalog(db_url, central) as catalog:
-        data = job_to_dict(team.get_job(catalog, job_id))
+        data = queue.job_to_dict(team.get_job(catalog, job_id))
     if as_json:
         echo_json(data)
         return
@@ -288,7 +293,7 @@ def serve() -> None:
     settings = Settings.from_env()
     log_to_stderr()
     catalog = team.open_catalog(settings, upgrade=True)
-    storage = Storage.from_settings(settings)
+    storage = stores.Storage.from_settings(settings)
     click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
     click.echo("submit from another terminal: madrone submit SCENE --index ndvi --name NAME")
     click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
