@@ -68,6 +68,13 @@ def grpc_cluster(
         # Drain the master's log so its pipe never fills; tests read what it said.
         drain = threading.Thread(target=children.master_log.extend, args=(master.stderr,))
         drain.start()
+        # Every worker has joined before a test submits, so a fault a test injects into
+        # one worker always hits a worker that holds tiles (a slow start-up under load
+        # could otherwise leave it out of the job entirely).
+        deadline = time.monotonic() + 60
+        while sum(" joined " in line for line in children.master_log) < workers:
+            assert time.monotonic() < deadline, "workers did not join the master"
+            time.sleep(0.05)
         yield address, children
     finally:
         for child in started:
