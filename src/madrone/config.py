@@ -81,6 +81,7 @@ class Settings:
     lease_seconds: float = 30.0
     max_attempts: int = 3
     user: str = ""
+    public_read: int = 0
     storage_url: str = ""
     central_storage_url: str = ""
     storage_options: str = ""

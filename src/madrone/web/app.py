@@ -1,0 +1,106 @@
+"""The Flask app factory and what every blueprint shares: the catalog and storage of the
+app, the caller (from an API token), and one table from ``MadroneError`` to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from madrone.catalog.db import Catalog, default_db_url
+from madrone.catalog.models import User
+from madrone.catalog.users import authenticate, require_role
+from madrone.config import Settings
+from madrone.errors import AccessDeniedError, MadroneError
+
+
+def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None) -> Flask:
+    """A web app on ``catalog`` (default: the settings' local catalog).
+
+    Args:
+        settings: madrone settings (default: from ``MADRONE_*`` variables).
+        catalog: the catalog to serve; the app disposes of one it opened itself only.
+    """
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MADRONE_SETTINGS"] = settings
+    app.config["MADRONE_CATALOG"] = catalog or Catalog(default_db_url(settings))
+    app.config["JSON_SORT_KEYS"] = False
+    _register_blueprints(app)
+    app.register_error_handler(MadroneError, _madrone_error)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    import importlib
+
+    for module, prefix in (("madrone.web.api", "/api"), ("madrone.web.stac", "/stac")):
+        try:
+            blueprint = importlib.import_module(module).blueprint
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+            continue
+        app.register_blueprint(blueprint, url_prefix=prefix)
+
+
+def app_catalog() -> Catalog:
+    from flask import current_app
+
+    return current_app.config["MADRONE_CATALOG"]
+
+
+def app_settings() -> Settings:
+    from flask import current_app
+
+    return current_app.config["MADRONE_SETTINGS"]
+
+
+def caller() -> User | None:
+    """The user behind the request's ``Authorization: Bearer mdr_...`` token, or None."""
+    if "madrone_user" not in g:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        g.madrone_user = None
+        if header:
+            if scheme.lower() != "bearer" or not token:
+                raise AuthenticationRequired("Authorization must be 'Bearer <API token>'")
+            try:
+                g.madrone_user = authenticate(app_catalog(), token.strip())
+            except AccessDeniedError as error:
+                raise AuthenticationRequired(str(error)) from None
+    return g.madrone_user
+
+
+def require(role: str) -> User | None:
+    """The caller, if allowed ``role``: reading (viewer) is open when the site's
+    ``MADRONE_PUBLIC_READ`` says so; anything else needs a token with the role."""
+    user = caller()
+    if user is None:
+        if role == "viewer" and app_settings().public_read:
+            return None
+        raise AuthenticationRequired(f"log in or give an API token ({role} role needed)")
+    require_role(user, role)
+    return user
+
+
+class AuthenticationRequired(AccessDeniedError):
+    """No credentials were given where some are needed."""
+
+    http_status = 401
+
+
+def error_body(status: int, message: str, kind: str) -> tuple[Response, int]:
+    return jsonify({"error": {"status": status, "type": kind, "message": message}}), status
+
+
+def _madrone_error(error: MadroneError) -> tuple[Response, int]:
+    return error_body(error.http_status, str(error), type(error).__name__)
+
+
+def _http_error(error: HTTPException) -> Any:
+    if request.path.startswith(("/api", "/stac")):
+        return error_body(error.code or 500, error.description or error.name, error.name)
+    return error
