@@ -5,6 +5,7 @@ is valid."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,20 @@ def test_dataset_search_by_place_and_words(api: Api) -> None:
         bad = api.call("GET", f"/datasets?{query}", "vic")
         assert bad.status_code == 400, query
         assert word in bad.get_json()["error"]["message"]
+
+
+def test_dataset_search_by_dates_and_kind(api: Api) -> None:
+    winter = place(api.catalog, "winter", (6.0, 45.0, 8.0, 47.0))
+    summer = place(api.catalog, "summer", (6.0, 45.0, 8.0, 47.0))
+    with api.catalog.session() as session:
+        for dataset_id, day in ((winter, datetime(2016, 1, 12, 10, tzinfo=UTC)),
+                                (summer, datetime(2023, 8, 1, 10, tzinfo=UTC))):  # fmt: skip
+            row = session.get(Dataset, dataset_id)
+            row.date_start = row.date_end = day
+    assert names(api.call("GET", "/datasets?from=2016-01-01&to=2016-01-12", "vic")) == ["winter"]
+    assert names(api.call("GET", "/datasets?from=2020-01-01", "vic")) == ["summer"]
+    assert names(api.call("GET", "/datasets?kind=index&owner=eve", "vic")) == ["summer", "winter"]
+    assert names(api.call("GET", "/datasets?owner=ada", "vic")) == []
 
 
 def test_show_and_delete_a_dataset(api: Api) -> None:
