@@ -40,6 +40,7 @@ DATASETS = {
     "undated": ("geotiff", (20.0, 10.0, 21.0, 11.0), None, None),
     "roads": ("vector", (10.5, 45.5, 10.8, 45.8), _day(2019, 7, 7), _day(2019, 7, 7)),
 }
+DATASET_KINDS_SEEN = ["geotiff", "index", "vector"]
 
 
 def _dataset(dataset_id: str, number: int) -> Dataset:
@@ -102,6 +103,16 @@ def _get(client: FlaskClient, url: str, **params) -> dict:
     return response.get_json()
 
 
+def _all_pages(client: FlaskClient, url: str, **params) -> list[str]:
+    """The ids of every page of a GET search, following its next links."""
+    body = _get(client, url, **params)
+    seen = _ids(body)
+    while (link := _next(body)) is not None:
+        body = _get(client, link["href"].removeprefix("http://localhost"))
+        seen += _ids(body)
+    return seen
+
+
 def _next(body: dict) -> dict | None:
     return next((link for link in body["links"] if link["rel"] == "next"), None)
 
@@ -121,9 +132,6 @@ def test_landing_page_links_everything(client: FlaskClient) -> None:
     assert _get(client, "/stac/conformance")["conformsTo"] == body["conformsTo"]
 
 
-DATASET_KINDS_SEEN = ["geotiff", "index", "vector"]
-
-
 def test_collections_have_extents_of_their_datasets(client: FlaskClient) -> None:
     found = {c["id"]: c for c in _get(client, "/stac/collections")["collections"]}
     assert sorted(found) == DATASET_KINDS_SEEN
@@ -139,6 +147,8 @@ def test_collections_have_extents_of_their_datasets(client: FlaskClient) -> None
         [10.5, 45.5, 10.8, 45.8]
     ]
     assert client.get("/stac/collections/image").status_code == 404
+    assert client.get("/stac/collections/image/items").status_code == 404
+    assert _get(client, "/stac/")["id"] == "madrone"
     collection = pystac.Collection.from_dict(index)
     assert collection.extent.temporal.intervals[0][0] == _day(2016, 6, 1)
 
@@ -156,11 +166,8 @@ def test_items_page_through_every_item_once(client: FlaskClient) -> None:
     assert pages == 3
     assert sorted(seen) == sorted(DATASETS)
     index_items = _get(client, "/stac/collections/index/items", limit=1)
-    seen = _ids(index_items)
-    while (link := _next(index_items)) is not None:
-        assert "/stac/collections/index/items?" in link["href"]
-        index_items = _get(client, link["href"].removeprefix("http://localhost"))
-        seen += _ids(index_items)
+    assert "/stac/collections/index/items?" in _next(index_items)["href"]
+    seen = _all_pages(client, "/stac/collections/index/items", limit=1, bbox="-180,-90,180,90")
     assert sorted(seen) == ["evi-2018", "ndvi-2016", "ndwi-2017"]
 
 
@@ -244,6 +251,14 @@ def test_datetime_parsing_and_refusals(client: FlaskClient) -> None:
         assert client.get("/stac/search", query_string={"datetime": bad}).status_code == 400
 
 
+def test_limits_and_tokens(client: FlaskClient) -> None:
+    assert len(_ids(_get(client, "/stac/search", limit=5000))) == len(DATASETS)
+    for params in ({"limit": "0"}, {"limit": "many"}, {"token": "forged"}):
+        assert client.get("/stac/search", query_string=params).status_code == 400, params
+    assert client.get("/stac/search", query_string={"ids": "a", "token": "x"}).status_code == 400
+    assert client.post("/stac/search", json={"intersects": _box(0, 0, 1, 1)}).status_code == 400
+
+
 def test_ids_and_collections(client: FlaskClient) -> None:
     body = _get(client, "/stac/search", ids="roads,undated,missing")
     assert sorted(_ids(body)) == ["roads", "undated"]
@@ -254,12 +269,10 @@ def test_ids_and_collections(client: FlaskClient) -> None:
     assert sorted(seen + _ids(body)) == ["evi-2018", "ndvi-2016", "roads"]
     body = _get(client, "/stac/search", ids="ndvi-2016,evi-2018", bbox="9,44,12,47")
     assert _ids(body) == ["ndvi-2016"]
-    body = _get(client, "/stac/search", collections="vector,geotiff", limit=1)
-    seen = _ids(body)
-    while (link := _next(body)) is not None:
-        body = _get(client, link["href"].removeprefix("http://localhost"))
-        seen += _ids(body)
+    seen = _all_pages(client, "/stac/search", collections="vector,geotiff", limit=1)
     assert sorted(seen) == ["roads", "undated"]
+    too_many = ",".join(str(n) for n in range(1001))
+    assert client.get("/stac/search", query_string={"ids": too_many}).status_code == 400
     assert _ids(_get(client, "/stac/search", collections="nothing")) == []
 
 
@@ -284,19 +297,14 @@ def test_post_search_equals_get_search(client: FlaskClient, params: dict) -> Non
             body[key] = int(value)
         else:
             body[key] = value
-    by_get, by_post = _get(client, "/stac/search", **params), []
     got = client.post("/stac/search", json=body).get_json()
-    by_post = _ids(got)
-    get_ids = _ids(by_get)
+    post_ids = _ids(got)
     while (link := _next(got)) is not None:
         assert link["method"] == "POST"
-        got = client.post(link["href"].removeprefix("http://localhost"), json=link["body"])
-        got = got.get_json()
-        by_post += _ids(got)
-    while (link := _next(by_get)) is not None:
-        by_get = _get(client, link["href"].removeprefix("http://localhost"))
-        get_ids += _ids(by_get)
-    assert by_post == get_ids
+        url = link["href"].removeprefix("http://localhost")
+        got = client.post(url, json=link["body"]).get_json()
+        post_ids += _ids(got)
+    assert post_ids == _all_pages(client, "/stac/search", **params)
     assert client.post("/stac/search", json=[1]).status_code == 400
 
 

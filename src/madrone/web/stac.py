@@ -123,7 +123,7 @@ def collection(collection_id: str) -> Response:
 @blueprint.get("/collections/<collection_id>/items")
 def collection_items(collection_id: str) -> Response:
     """The items of one collection, filtered by ``bbox`` and ``datetime``, paged."""
-    if collection_id not in DATASET_KINDS:
+    if collection_id not in _extents():
         raise NotFoundError(f"no collection {collection_id!r}")
     params = _params_from_args()
     params["collections"] = [collection_id]
@@ -268,6 +268,8 @@ def _search(params: dict[str, Any], token: str | None) -> tuple[list[Dataset], s
 
 def _search_ids(params: dict[str, Any], token: str | None) -> tuple[list[Dataset], str | None]:
     ids = sorted(set(params["ids"]))
+    if len(ids) > MAX_LIMIT:
+        raise InputError(f"at most {MAX_LIMIT} ids in one search, got {len(ids)}")
     offset = 0
     if token:
         if not token.startswith("ids:") or not token[4:].isdigit():
@@ -495,8 +497,8 @@ def _get_next_link(token: str | None) -> dict[str, Any] | None:
     if not token:
         return None
     args = {key: value for key, value in request.args.items() if key != "token"}
-    href = url_for(request.endpoint, **(request.view_args or {}), **args, token=token,
-                   _external=True)  # fmt: skip
+    values = {**args, **(request.view_args or {}), "token": token}
+    href = url_for(request.endpoint or "stac.search_get", **values, _external=True)
     return _link("next", href, _GEOJSON, method="GET")
 
 
