@@ -3,6 +3,7 @@ test, and once through a real HTTP server searched with pystac-client."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -73,13 +74,21 @@ def _dataset(dataset_id: str, number: int) -> Dataset:
     )
 
 
+@contextlib.contextmanager
+def _filled_catalog(url: str) -> Iterator[Catalog]:
+    catalog = Catalog(url, upgrade=True)
+    try:
+        for number, dataset_id in enumerate(DATASETS):
+            add_dataset(catalog, _dataset(dataset_id, number))
+        yield catalog
+    finally:
+        catalog.dispose()
+
+
 @pytest.fixture
 def catalog(tmp_path) -> Iterator[Catalog]:
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}", upgrade=True)
-    for number, dataset_id in enumerate(DATASETS):
-        add_dataset(catalog, _dataset(dataset_id, number))
-    yield catalog
-    catalog.dispose()
+    with _filled_catalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}") as catalog:
+        yield catalog
 
 
 def _app(catalog: Catalog, public_read: int) -> Flask:
@@ -351,3 +360,21 @@ def test_pystac_client_searches_a_real_server(server_url: str) -> None:
     assert sorted(item.id for item in search.items()) == ["evi-2018", "ndwi-2017", "roads"]
     item = next(client.search(ids=["undated"]).items())
     assert item.properties["madrone:datetime"] == "unknown"
+
+
+def test_postgres_catalog_serves_the_same(postgres_url: str) -> None:
+    """PostGIS searches and aggregates differently; the API must not show it."""
+    with _filled_catalog(postgres_url) as catalog:
+        client = _app(catalog, public_read=1).test_client()
+        found = {c["id"]: c for c in _get(client, "/stac/collections")["collections"]}
+        assert found["index"]["extent"]["spatial"]["bbox"] == [[-5.0, 40.0, 13.0, 51.0]]
+        assert found["index"]["extent"]["temporal"]["interval"] == [
+            ["2016-06-01T00:00:00Z", "2018-12-31T00:00:00Z"]
+        ]
+        assert found["geotiff"]["extent"]["temporal"]["interval"] == [
+            ["2015-06-23T00:00:00Z", None]
+        ]
+        seen = _all_pages(client, "/stac/search", bbox="10.6,45.6,10.7,45.7", limit=1)
+        assert sorted(seen) == ["ndvi-2016", "roads"]
+        seen = _all_pages(client, "/stac/search", datetime="../2017-12-31", limit=1)
+        assert sorted(seen) == ["ndvi-2016", "ndwi-2017"]
