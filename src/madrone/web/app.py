@@ -34,16 +34,10 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
 
 
 def _register_blueprints(app: Flask) -> None:
-    import importlib
+    from madrone.web import api, stac
 
-    for module, prefix in (("madrone.web.api", "/api"), ("madrone.web.stac", "/stac")):
-        try:
-            blueprint = importlib.import_module(module).blueprint
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-            continue
-        app.register_blueprint(blueprint, url_prefix=prefix)
+    app.register_blueprint(api.blueprint, url_prefix="/api")
+    app.register_blueprint(stac.blueprint, url_prefix="/stac")
 
 
 def app_catalog() -> Catalog:
