@@ -82,6 +82,7 @@ class Settings:
     max_attempts: int = 3
     user: str = ""
     public_read: int = 0
+    basemap_url: str = ""
     storage_url: str = ""
     central_storage_url: str = ""
     storage_options: str = ""
