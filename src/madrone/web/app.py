@@ -34,10 +34,11 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
 
 
 def _register_blueprints(app: Flask) -> None:
-    from madrone.web import api, stac
+    from madrone.web import api, stac, tiles
 
     app.register_blueprint(api.blueprint, url_prefix="/api")
     app.register_blueprint(stac.blueprint, url_prefix="/stac")
+    app.register_blueprint(tiles.blueprint, url_prefix="/tiles")
 
 
 def app_catalog() -> Catalog:

@@ -1,0 +1,148 @@
+"""XYZ map tiles and point values of raster datasets, rendered on the fly from their COGs
+in storage, registered at ``/tiles``.
+
+- ``GET /tiles/<id>/<z>/<x>/<y>.png``: a 256 px WebMercatorQuad tile as RGBA PNG. An index
+  dataset is coloured exactly as its product PNG (``style_for`` and ``colorize`` from
+  ``products/render.py``: same colormap, same fixed range, nearest resampling); a GeoTIFF
+  dataset shows band 1 on a grey ramp stretched over its catalog stats min and max.
+  Nodata and NaN pixels are transparent. A tile wholly outside the dataset's bounds is
+  ``204 No Content`` (no body: a map client just draws nothing). Other kinds are 404.
+- ``GET /tiles/<id>/point?lon=..&lat=..``: band 1's value at a WGS84 point, JSON, with
+  ``null`` for nodata; 404 outside the bounds, 400 for a missing or bad coordinate.
+
+Reads need the viewer role. Nothing is cached: every request opens its COG again (a local
+file open, or for S3 and Azure a few ranged GETs of the header plus the blocks the tile
+needs); that per-request cost is what a later benchmark should measure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import rasterio
+from flask import Blueprint, Response, jsonify, request
+from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
+from rio_tiler.io import Reader
+from rio_tiler.utils import render
+
+from madrone.catalog.datasets import get_dataset
+from madrone.catalog.models import Dataset
+from madrone.errors import InputError, NotFoundError, UnknownIndexError
+from madrone.indices import resolve_index
+from madrone.products.render import Style, colorize, style_for
+from madrone.storage import Storage
+from madrone.web.app import app_catalog, app_settings, require
+
+blueprint = Blueprint("tiles", __name__)
+
+TILE_SIZE = 256
+MAX_ZOOM = 24
+# The asset holding each raster kind's pixels (``catalog/register.py``, ``catalog/ingest.py``).
+_RASTER_ASSETS = {"index": "cog", "geotiff": "data"}
+
+
+@blueprint.get("/<dataset_id>/<int:z>/<int:x>/<int:y>.png")
+def tile(dataset_id: str, z: int, x: int, y: int) -> Response:
+    """One XYZ tile of a raster dataset as RGBA PNG; 204 when it misses the dataset."""
+    require("viewer")
+    _check_tile(z, x, y)
+    dataset = get_dataset(app_catalog(), dataset_id)
+    style = dataset_style(dataset)
+    with _open_reader(dataset) as reader:
+        try:
+            image = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest")
+        except TileOutsideBounds:
+            return Response(status=204)
+    rgba = colorize(masked_to_nan(image.array[0]), style)
+    return Response(render(rgba, img_format="PNG"), mimetype="image/png")
+
+
+@blueprint.get("/<dataset_id>/point")
+def point(dataset_id: str) -> Response:
+    """Band 1's value at ``lon``, ``lat`` (WGS84); ``value`` is null for nodata."""
+    require("viewer")
+    lon = _coordinate("lon", 180.0)
+    lat = _coordinate("lat", 90.0)
+    dataset = get_dataset(app_catalog(), dataset_id)
+    with _open_reader(dataset) as reader:
+        try:
+            found = reader.point(lon, lat, indexes=1)
+        except PointOutsideBounds:
+            raise NotFoundError(f"lon={lon}, lat={lat} is outside dataset {dataset_id!r}") from None
+    value = float(found.array[0]) if not np.ma.is_masked(found.array[0]) else None
+    date = dataset.date_start.isoformat() if dataset.date_start else None
+    return jsonify({
+        "dataset": dataset.id,
+        "index": dataset.index_name,
+        "value": value if value is not None and math.isfinite(value) else None,
+        "lon": lon,
+        "lat": lat,
+        "date": date,
+    })  # fmt: skip
+
+
+def dataset_style(dataset: Dataset) -> Style:
+    """The colours of a dataset's tiles: its product's style for an index, else grey over
+    band 1's catalog min and max (a flat or empty band gets a unit range)."""
+    if dataset.kind == "index":
+        return style_for(dataset.index_name or "", _index_domain(dataset.index_name))
+    low = dataset.stats.get("min")
+    high = dataset.stats.get("max")
+    low = float(low) if low is not None else 0.0
+    high = float(high) if high is not None and float(high) > low else low + 1.0
+    return Style("gray", low, high, dataset.name)
+
+
+def masked_to_nan(band: np.ma.MaskedArray) -> np.ndarray:
+    """Band values as float32 with masked (nodata) and non-finite pixels as NaN."""
+    values = np.ma.filled(band.astype(np.float32), np.nan)
+    return np.where(np.isfinite(values), values, np.float32(np.nan))
+
+
+def _index_domain(index_name: str | None) -> str | None:
+    """The catalog domain of a named index, as the engine used it; None for user names."""
+    try:
+        return resolve_index(index_name or "").domain
+    except UnknownIndexError:
+        return None
+
+
+@contextmanager
+def _open_reader(dataset: Dataset) -> Iterator[Reader]:
+    """A rio-tiler Reader on the dataset's raster in storage, with GDAL's credentials."""
+    key = _RASTER_ASSETS.get(dataset.kind)
+    asset = dataset.assets.get(key) if key else None
+    if not asset:
+        raise NotFoundError(
+            f"dataset {dataset.id!r} ({dataset.kind}) has no raster to tile; "
+            f"tiles are for {' and '.join(_RASTER_ASSETS)} datasets"
+        )
+    shared = dataset.scope == "shared"
+    with Storage.from_settings(app_settings(), central=shared) as storage:
+        path = storage.gdal_path(asset["href"])
+        with rasterio.Env(**storage.gdal_env()), Reader(path) as reader:
+            yield reader
+
+
+def _check_tile(z: int, x: int, y: int) -> None:
+    if z > MAX_ZOOM:
+        raise InputError(f"zoom {z} is above the largest served, {MAX_ZOOM}")
+    if x >= 2**z or y >= 2**z:
+        raise InputError(f"tile x={x}, y={y} does not exist at zoom {z} (0 to {2**z - 1})")
+
+
+def _coordinate(name: str, limit: float) -> float:
+    """A required query argument in [-limit, limit]; the error names it."""
+    text = request.args.get(name)
+    if text is None or not text.strip():
+        raise InputError(f"{name} is required (decimal degrees)")
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"{name}={text!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > limit:
+        raise InputError(f"{name}={text} is outside [-{limit:g}, {limit:g}]")
+    return value
