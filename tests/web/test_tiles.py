@@ -4,6 +4,7 @@ served by a fresh app per test; tile colours are the product's, point values the
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +15,14 @@ import pytest
 import rasterio
 from flask.testing import FlaskClient
 from PIL import Image
+from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 from rio_tiler.io import Reader
 
 from madrone import api, team
 from madrone.catalog.datasets import DatasetQuery, search_datasets
 from madrone.catalog.db import Catalog
-from madrone.catalog.ingest import add_raster
+from madrone.catalog.ingest import add_file, add_raster
 from madrone.catalog.models import Dataset
 from madrone.catalog.users import add_user, create_token
 from madrone.config import Settings
@@ -42,6 +44,26 @@ class Demo:
     cog: str
     png: str
     geotiff: Dataset
+    holed: Dataset
+    vector: Dataset
+
+
+def write_holed_raster(path: Path) -> None:
+    """An int16 raster over the demo scene's west half whose western half is nodata."""
+    data = np.full((40, 40), 1234, dtype=np.int16)
+    data[:, :20] = -9999
+    profile = {"driver": "GTiff", "width": 40, "height": 40, "count": 1, "dtype": "int16",
+               "crs": "EPSG:32618", "nodata": -9999,
+               "transform": from_origin(438730.0, 4175460.0, 100.0, 100.0)}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data, 1)
+
+
+def write_vector(path: Path, dataset: Dataset) -> None:
+    lon, lat = (dataset.west + dataset.east) / 2, (dataset.south + dataset.north) / 2
+    feature = {"type": "Feature", "properties": {},
+               "geometry": {"type": "Point", "coordinates": [lon, lat]}}  # fmt: skip
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +81,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
         (dataset,) = search_datasets(catalog, DatasetQuery()).items
         cog = storage.gdal_path(dataset.assets["cog"]["href"])
         geotiff = add_raster(catalog, storage, cog, name="grey", owner="ana")
+        write_holed_raster(root / "holed.tif")
+        holed = add_raster(catalog, storage, root / "holed.tif", name="holed", owner="ana")
+        write_vector(root / "point.geojson", dataset)
+        vector = add_file(catalog, storage, root / "point.geojson", name="pt", owner="ana")
     finally:
         catalog.dispose()
     png = storage.gdal_path(dataset.assets["png"]["href"])
-    return Demo(settings, dataset, cog, png, geotiff)
+    return Demo(settings, dataset, cog, png, geotiff, holed, vector)
 
 
 def client_for(demo: Demo, public_read: int = 1) -> Iterator[tuple[FlaskClient, Catalog]]:
@@ -126,6 +152,29 @@ def test_geotiff_tile_is_a_grey_ramp_over_its_stats(client, demo) -> None:
     np.testing.assert_array_equal(rgba, expected)
     opaque = rgba[3] == 255
     assert opaque.any() and (rgba[0] == rgba[1]).all() and (rgba[1] == rgba[2]).all()
+
+
+def test_nodata_is_transparent_and_a_null_value(client, demo) -> None:
+    holed = demo.holed
+    t = centre_tile(holed, zoom=13)
+    rgba = decode_png(client.get(f"/tiles/{holed.id}/{t.z}/{t.x}/{t.y}.png").data)
+    alpha = rgba[3]
+    assert (alpha == 0).any() and (alpha == 255).any()
+    assert (rgba[:, alpha == 0] == 0).all()
+    west, south, east, north = holed.bbox
+    lat = (south + north) / 2
+    values = []
+    for lon in (west + 0.2 * (east - west), west + 0.8 * (east - west)):
+        response = client.get(f"/tiles/{holed.id}/point?lon={lon}&lat={lat}")
+        assert response.status_code == 200
+        values.append(response.get_json()["value"])
+    assert values == [None, 1234.0]
+
+
+def test_a_vector_dataset_has_no_tiles(client, demo) -> None:
+    response = client.get(f"/tiles/{demo.vector.id}/13/0/0.png")
+    assert response.status_code == 404
+    assert "no raster to tile" in response.get_json()["error"]["message"]
 
 
 def test_tile_far_away_is_no_content(client, demo) -> None:
