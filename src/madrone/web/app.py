@@ -13,6 +13,7 @@ from madrone.catalog.models import User
 from madrone.catalog.users import authenticate, require_role
 from madrone.config import Settings
 from madrone.errors import AccessDeniedError, MadroneError
+from madrone.web.security import install_security_headers
 
 
 def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None) -> Flask:
@@ -20,14 +21,16 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
 
     Args:
         settings: madrone settings (default: from ``MADRONE_*`` variables).
-        catalog: the catalog to serve; the app disposes of one it opened itself only.
+        catalog: the catalog to serve (its owner disposes of it; one the app opens from
+            the settings lives as long as the process).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MADRONE_SETTINGS"] = settings
     app.config["MADRONE_CATALOG"] = catalog or Catalog(default_db_url(settings))
-    app.config["JSON_SORT_KEYS"] = False
+    app.json.sort_keys = False  # keep STAC and error documents in their written order
     _register_blueprints(app)
+    install_security_headers(app, settings.basemap_url)
     app.register_error_handler(MadroneError, _madrone_error)
     app.register_error_handler(HTTPException, _http_error)
     return app
@@ -96,6 +99,6 @@ def _madrone_error(error: MadroneError) -> tuple[Response, int]:
 
 
 def _http_error(error: HTTPException) -> Any:
-    if request.path.startswith(("/api", "/stac")):
+    if request.path.startswith(("/api", "/stac", "/tiles")):
         return error_body(error.code or 500, error.description or error.name, error.name)
     return error
