@@ -72,7 +72,7 @@ def test_compose_file_has_every_service_with_a_real_health_check(config: dict) -
         "migrate": ["/opt/madrone/healthcheck.py", "db"],
         "master": ["/opt/madrone/healthcheck.py", "master", "127.0.0.1:50051"],
         "worker": ["/opt/madrone/healthcheck.py", "worker", "master:50051"],
-        "web": ["/opt/madrone/healthcheck.py", "web", "http://127.0.0.1:8000/"],
+        "web": ["/opt/madrone/healthcheck.py", "web", "http://127.0.0.1:8000/api/openapi.json"],
     }
 
 
@@ -84,7 +84,8 @@ def test_compose_services_start_in_order_with_their_commands(config: dict) -> No
     master = ["madrone", "master", "--central", "--listen", "0.0.0.0:50051"]
     assert services["master"]["command"] == master
     assert services["worker"]["command"][:4] == ["madrone", "worker", "--master", "master:50051"]
-    assert services["web"]["command"] == ["madrone", "web", "--host", "0.0.0.0", "--port", "8000"]
+    web = ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "madrone.web:create_app()"]
+    assert services["web"]["command"] == web
     assert services["web"]["profiles"] == ["web"]
     conditions = {
         name: {k: v["condition"] for k, v in service.get("depends_on", {}).items()}
@@ -279,5 +280,9 @@ def test_compose_commands_are_madrone_commands(config: dict) -> None:
         assert command[0] == "madrone"
         result = CliRunner().invoke(cli, [*command[1:], "--help"])
         assert result.exit_code == 0, f"{name}: {result.output}"
+    # The web service runs gunicorn (tests/cli/test_web.py serves the same app with it);
+    # `madrone web` serves it without gunicorn with the same address.
+    result = CliRunner().invoke(cli, ["web", "--host", "0.0.0.0", "--port", "8000", "--help"])
+    assert result.exit_code == 0, f"web: {result.output}"
     bad = CliRunner().invoke(cli, ["master", "--no-such-option", "--help"])
     assert bad.exit_code == 2

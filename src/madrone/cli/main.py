@@ -180,3 +180,8 @@ for _command in (
     service_commands.serve,
 ):
     cli.add_command(_command)
+
+# The web app (cli/web.py): Flask loads only when `madrone web` runs.
+from madrone.cli import web as web_commands  # noqa: E402
+
+cli.add_command(web_commands.web)

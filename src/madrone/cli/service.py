@@ -30,6 +30,8 @@ from madrone.cli.options import (
     parse_pairs,
     split_list,
 )
+from madrone.cli.web import DEFAULT_PORT as DEFAULT_WEB_PORT
+from madrone.cli.web import WebServer, start_web
 from madrone.config import Settings
 from madrone.engine.spec import JobSpec
 from madrone.errors import InputError
@@ -287,17 +289,44 @@ def cancel(job_id: str, db_url: str | None, central: bool) -> None:
 
 # -- serve ----------------------------------------------------------------------------------
 @click.command()
-def serve() -> None:
+@click.option(
+    "--port",
+    type=int,
+    default=DEFAULT_WEB_PORT,
+    show_default=True,
+    help="Port of the web app on 127.0.0.1.",
+)
+@click.option("--no-web", is_flag=True, help="The master alone, without the web app.")
+def serve(port: int, no_web: bool) -> None:
     """The whole service on this machine, in the foreground until Ctrl-C or SIGTERM: the
-    local catalog (migrated), the local storage folder and a master on the local pool."""
+    local catalog (migrated), the local storage folder, a master on the local pool and the
+    web app on http://127.0.0.1:PORT."""
     settings = Settings.from_env()
     log_to_stderr()
     catalog = team.open_catalog(settings, upgrade=True)
     storage = stores.Storage.from_settings(settings)
+    try:
+        served_web = None if no_web else start_served_web(settings, catalog, port)
+    except BaseException:
+        storage.close()
+        catalog.dispose()
+        raise
     click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
+    if served_web is not None:
+        click.echo(f"web: {served_web.url} (API {served_web.url}/api, STAC {served_web.url}/stac)")
     click.echo("submit from another terminal: madrone submit SCENE --index ndvi --name NAME")
     click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
     click.echo("Ctrl-C or SIGTERM stops (a running job goes back to the queue)")
     sys.stdout.flush()
-    # The web app joins here, beside the master, in the next issue.
-    run_master(catalog, storage, settings)
+    try:
+        run_master(catalog, storage, settings)
+    finally:
+        if served_web is not None:
+            served_web.stop()
+
+
+def start_served_web(settings: Settings, catalog: Any, port: int) -> WebServer:
+    """The web app on the master's catalog, served on 127.0.0.1:``port`` from a thread."""
+    from madrone.web import create_app
+
+    return start_web(create_app(settings, catalog=catalog), "127.0.0.1", port)
