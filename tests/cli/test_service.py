@@ -263,7 +263,7 @@ def test_sigterm_hands_the_running_job_back(env, tmp_path: Path) -> None:
 def test_serve_runs_a_submitted_job_on_the_defaults(env, tmp_path: Path) -> None:
     env = {k: v for k, v in env.items() if k not in ("MADRONE_DB_URL", "MADRONE_STORAGE_URL")}
     data = tmp_path / "xdg" / "madrone"
-    process = start(env, tmp_path, "serve")
+    process = start(env, tmp_path, "serve", "--no-web")
     try:
         job_id = submit(env, tmp_path, str(DEMO), "--index", "ndvi", "--name", "served")
         env_db = env | {"MADRONE_DB_URL": f"sqlite:///{data / 'catalog.sqlite'}"}
