@@ -24,6 +24,7 @@ from madrone.catalog.db import Catalog
 from madrone.catalog.models import FINAL_STATES, Job
 from madrone.catalog.queue import JobQueue
 from madrone.cli.main import cli
+from tests.support.processes import stop
 
 DEMO = Path(__file__).resolve().parents[2] / "src/madrone/data/demo/L1C_T18SVG_20160112_demo"
 MADRONE = str(Path(sys.executable).with_name("madrone"))
@@ -63,19 +64,6 @@ def madrone(env: dict[str, str], cwd: Path, *args: str, timeout: float = 120):
 def start(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([MADRONE, *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
-def stop(process: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
-    """SIGTERM, then the exit code and the output; killed if it does not stop in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"{process.args} did not stop on SIGTERM:\n{err}")
-    return process.returncode, out, err
 
 
 @pytest.fixture

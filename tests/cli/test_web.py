@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+from tests.support.processes import stop
 
 BIN = Path(sys.executable).parent
 MADRONE = str(BIN / "madrone")
@@ -55,19 +56,6 @@ def free_port() -> int:
 def start(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
-def stop(process: subprocess.Popen, timeout: float = 30) -> tuple[int, str, str]:
-    """SIGTERM, then the exit code and the output; killed if it does not stop in time."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"{process.args} did not stop on SIGTERM:\n{err}")
-    return process.returncode, out, err
 
 
 def get_json(url: str, process: subprocess.Popen, timeout: float = 60) -> tuple[int, Any]:
