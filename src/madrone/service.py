@@ -20,7 +20,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -129,6 +128,8 @@ class Master:
             return False
         log.info("job %s (%s) claimed by %s", job.id, job.name, self.name)
         self._watch = watch = _Watch()
+        if self.stopping.is_set():  # stop() came between the claim and the watch
+            watch.stop("stopping")
         beat = threading.Thread(target=self._heartbeat, args=(job, watch), daemon=True)
         beat.start()
         try:
@@ -271,5 +272,4 @@ def _product_files(output_dir: str) -> dict[str, str]:
 
 
 def _describe(error: Exception) -> str:
-    text: Any = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}"
+    return f"{type(error).__name__}: {str(error) or 'no message'}"

@@ -185,3 +185,20 @@ def test_success_sweeps_what_earlier_attempts_left(catalog, settings, tmp_path) 
     assert storage.list(f"jobs/{job.id}/killedattempt") == []
     [dataset] = search_datasets(catalog, DatasetQuery()).items
     assert all(storage.exists(asset["href"]) for asset in dataset.assets.values())
+
+
+def test_a_stop_right_after_a_claim_hands_the_job_back(catalog, settings, tmp_path) -> None:
+    job = team.submit(api.build_spec([str(DEMO)], ["ndvi"]), catalog, settings=settings)
+    master = make_master(catalog, settings, tmp_path)
+    claim = master.queue.claim
+
+    def claim_then_stop(name: str):
+        claimed = claim(name)
+        master.stop()  # SIGTERM arrives between the claim and the run
+        return claimed
+
+    master.queue.claim = claim_then_stop
+    assert master.run_next()
+    handed_back = JobQueue(catalog).get(job.id)
+    assert (handed_back.status, handed_back.attempts, handed_back.claimed_by) == ("queued", 0, None)
+    assert search_datasets(catalog, DatasetQuery()).items == []
