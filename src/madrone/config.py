@@ -61,6 +61,14 @@ class Settings:
         storage_options: optional JSON object of extra fsspec options for both storages,
             e.g. ``{"client_kwargs": {"endpoint_url": "http://minio:9000"}}`` for an S3
             endpoint; credential options are refused (they come from the environment).
+        secret_key: the web app's key for signing session cookies and CSRF tokens. Empty:
+            a random key kept in ``web-secret-key`` in the user's data folder (made once,
+            readable by its owner only), so sessions survive a restart. Several web
+            processes behind one site must share one key.
+        max_upload_mb: the largest file the web app accepts in one upload, in MiB.
+        sources: the mosaics and STAC APIs offered by the web app's request form, one
+            ``Label=URL`` per line or separated by ``;`` (a URL or path the master can
+            read). The bundled sample mosaic is always offered first.
     """
 
     workers: int = 0
@@ -86,6 +94,9 @@ class Settings:
     storage_url: str = ""
     central_storage_url: str = ""
     storage_options: str = ""
+    secret_key: str = ""
+    max_upload_mb: int = 200
+    sources: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +130,18 @@ class Settings:
                 raise InputError(f"MADRONE_STAC_HEADERS: {pair.strip()!r} is not 'Name: value'")
             headers[name.strip()] = value.strip()
         return headers
+
+    def source_list(self) -> list[tuple[str, str]]:
+        """``sources`` as ``(label, url)`` pairs; an entry without ``=`` names the setting."""
+        pairs = []
+        for entry in self.sources.replace(";", "\n").splitlines():
+            if not entry.strip():
+                continue
+            label, equals, url = entry.partition("=")
+            if not equals or not label.strip() or not url.strip():
+                raise InputError(f"MADRONE_SOURCES: {entry.strip()!r} is not 'Label=URL'")
+            pairs.append((label.strip(), url.strip()))
+        return pairs
 
     def resolved_storage_url(self) -> str:
         """``storage_url``, else the local default folder."""

@@ -8,26 +8,43 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from madrone.catalog.datasets import get_dataset
 from madrone.catalog.db import Catalog, default_db_url
-from madrone.catalog.models import User
+from madrone.catalog.models import Dataset, User
 from madrone.catalog.users import authenticate, require_role
 from madrone.config import Settings
-from madrone.errors import AccessDeniedError, MadroneError
+from madrone.errors import AccessDeniedError, MadroneError, NotFoundError
 from madrone.web.security import install_security_headers
 
 
-def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None) -> Flask:
-    """A web app on ``catalog`` (default: the settings' local catalog).
+def create_app(
+    settings: Settings | None = None,
+    *,
+    catalog: Catalog | None = None,
+    central_catalog: Catalog | None = None,
+) -> Flask:
+    """A web app on ``catalog`` (default: the settings' local catalog), with the team's
+    ``central_catalog`` beside it for the shared table and sharing (default: the settings'
+    ``central_db_url``, or none).
+
+    The app's catalog holds its users, its job queue and the "local" datasets; the central
+    one only receives shared datasets. A site whose app serves the central catalog itself
+    (compose.yaml) sets ``MADRONE_DB_URL`` to it and leaves the central URL empty.
 
     Args:
         settings: madrone settings (default: from ``MADRONE_*`` variables).
         catalog: the catalog to serve (its owner disposes of it; one the app opens from
             the settings lives as long as the process).
+        central_catalog: the team's catalog (same ownership rule).
     """
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MADRONE_SETTINGS"] = settings
     app.config["MADRONE_CATALOG"] = catalog or Catalog(default_db_url(settings))
+    if central_catalog is None and settings.central_db_url:
+        central_catalog = Catalog(settings.central_db_url)
+    app.config["MADRONE_CENTRAL_CATALOG"] = central_catalog
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     app.json.sort_keys = False  # keep STAC and error documents in their written order
     _register_blueprints(app)
     install_security_headers(app, settings.basemap_url)
@@ -37,8 +54,9 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
 
 
 def _register_blueprints(app: Flask) -> None:
-    from madrone.web import api, stac, tiles
+    from madrone.web import api, pages, stac, tiles
 
+    app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api")
     app.register_blueprint(stac.blueprint, url_prefix="/stac")
     app.register_blueprint(tiles.blueprint, url_prefix="/tiles")
@@ -48,6 +66,29 @@ def app_catalog() -> Catalog:
     from flask import current_app
 
     return current_app.config["MADRONE_CATALOG"]
+
+
+def app_central_catalog() -> Catalog | None:
+    """The team's catalog beside the app's own, or None when the site has none."""
+    from flask import current_app
+
+    return current_app.config["MADRONE_CENTRAL_CATALOG"]
+
+
+def find_dataset(dataset_id: str) -> tuple[Dataset, bool]:
+    """A dataset by id from the app's catalog, else the central one; and whether it came
+    from the central catalog (its files are then in the central storage).
+
+    Raises:
+        NotFoundError: neither catalog has it.
+    """
+    try:
+        return get_dataset(app_catalog(), dataset_id), False
+    except NotFoundError:
+        central = app_central_catalog()
+        if central is None:
+            raise
+    return get_dataset(central, dataset_id), True
 
 
 def app_settings() -> Settings:

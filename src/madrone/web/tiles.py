@@ -28,13 +28,12 @@ from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
-from madrone.catalog.datasets import get_dataset
 from madrone.catalog.models import Dataset
 from madrone.errors import InputError, NotFoundError, UnknownIndexError
 from madrone.indices import resolve_index
 from madrone.products.render import Style, colorize, style_for
 from madrone.storage import Storage
-from madrone.web.app import app_catalog, app_settings, require
+from madrone.web.app import app_settings, find_dataset, require
 
 blueprint = Blueprint("tiles", __name__)
 
@@ -49,9 +48,9 @@ def tile(dataset_id: str, z: int, x: int, y: int) -> Response:
     """One XYZ tile of a raster dataset as RGBA PNG; 204 when it misses the dataset."""
     require("viewer")
     _check_tile(z, x, y)
-    dataset = get_dataset(app_catalog(), dataset_id)
+    dataset, central = find_dataset(dataset_id)
     style = dataset_style(dataset)
-    with _open_reader(dataset) as reader:
+    with _open_reader(dataset, central) as reader:
         try:
             image = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest")
         except TileOutsideBounds:
@@ -66,8 +65,8 @@ def point(dataset_id: str) -> Response:
     require("viewer")
     lon = _coordinate("lon", 180.0)
     lat = _coordinate("lat", 90.0)
-    dataset = get_dataset(app_catalog(), dataset_id)
-    with _open_reader(dataset) as reader:
+    dataset, central = find_dataset(dataset_id)
+    with _open_reader(dataset, central) as reader:
         try:
             found = reader.point(lon, lat, indexes=1)
         except PointOutsideBounds:
@@ -111,8 +110,9 @@ def _index_domain(index_name: str | None) -> str | None:
 
 
 @contextmanager
-def _open_reader(dataset: Dataset) -> Iterator[Reader]:
-    """A rio-tiler Reader on the dataset's raster in storage, with GDAL's credentials."""
+def _open_reader(dataset: Dataset, central: bool = False) -> Iterator[Reader]:
+    """A rio-tiler Reader on the dataset's raster in storage (the central storage for a
+    dataset of the central catalog, or one shared into the app's), with GDAL's credentials."""
     key = _RASTER_ASSETS.get(dataset.kind)
     asset = dataset.assets.get(key) if key else None
     if not asset:
@@ -120,7 +120,7 @@ def _open_reader(dataset: Dataset) -> Iterator[Reader]:
             f"dataset {dataset.id!r} ({dataset.kind}) has no raster to tile; "
             f"tiles are for {' and '.join(_RASTER_ASSETS)} datasets"
         )
-    shared = dataset.scope == "shared"
+    shared = central or dataset.scope == "shared"
     with Storage.from_settings(app_settings(), central=shared) as storage:
         path = storage.gdal_path(asset["href"])
         with rasterio.Env(**storage.gdal_env()), Reader(path) as reader:
