@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # What the tests start or run from Debian: PostgreSQL 15 + PostGIS (a throwaway cluster on
-# 127.0.0.1) and docker-compose (validates compose.yaml; no container runs). Installed only
-# when missing, and only as root (CI); otherwise the message names the packages.
+# 127.0.0.1), docker-compose (validates compose.yaml; no container runs) and Chromium with
+# its driver (the end-to-end web tests drive /usr/bin/chromium through Playwright). Installed
+# only when missing, and only as root (CI); otherwise the message names the packages.
 system-packages:
 	@missing=""; \
 	if [ ! -x $(PG_BIN)/initdb ] || [ ! -f $(POSTGIS_CONTROL) ]; then \
 	  missing="postgresql-15 postgresql-15-postgis-3"; fi; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then \
 	    echo "make: the tests need Debian packages:$$missing" >&2; \
