@@ -66,21 +66,38 @@ def point(dataset_id: str) -> Response:
     lon = _coordinate("lon", 180.0)
     lat = _coordinate("lat", 90.0)
     dataset, central = find_dataset(dataset_id)
-    with _open_reader(dataset, central) as reader:
-        try:
-            found = reader.point(lon, lat, indexes=1)
-        except PointOutsideBounds:
-            raise NotFoundError(f"lon={lon}, lat={lat} is outside dataset {dataset_id!r}") from None
-    value = float(found.array[0]) if not np.ma.is_masked(found.array[0]) else None
+    try:
+        value = _read_point(dataset, central, lon, lat)
+    except PointOutsideBounds:
+        raise NotFoundError(f"lon={lon}, lat={lat} is outside dataset {dataset_id!r}") from None
     date = dataset.date_start.isoformat() if dataset.date_start else None
     return jsonify({
         "dataset": dataset.id,
         "index": dataset.index_name,
-        "value": value if value is not None and math.isfinite(value) else None,
+        "value": value,
         "lon": lon,
         "lat": lat,
         "date": date,
     })  # fmt: skip
+
+
+def point_value(dataset: Dataset, from_central: bool, lon: float, lat: float) -> float | None:
+    """Band 1's value of a raster dataset at a WGS84 point; None for nodata, a non-finite
+    value or a point outside the dataset (``/api/values`` asks many datasets at once)."""
+    try:
+        return _read_point(dataset, from_central, lon, lat)
+    except PointOutsideBounds:
+        return None
+
+
+def _read_point(dataset: Dataset, from_central: bool, lon: float, lat: float) -> float | None:
+    """Band 1's value at a point, None for nodata; PointOutsideBounds outside."""
+    with _open_reader(dataset, from_central) as reader:
+        found = reader.point(lon, lat, indexes=1)
+    if np.ma.is_masked(found.array[0]):
+        return None
+    value = float(found.array[0])
+    return value if math.isfinite(value) else None
 
 
 def dataset_style(dataset: Dataset) -> Style:
