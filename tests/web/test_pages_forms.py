@@ -1,0 +1,206 @@
+"""The datasets and upload pages as the server renders them: who may open them, the DOM ids
+the browser tests rely on, no inline script or style (the CSP forbids them), only local
+static files that are really served, the upload limit from the settings and the forms
+disabled for anyone below the editor role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+
+from madrone.catalog.db import Catalog
+from madrone.catalog.users import add_user, create_token
+from madrone.config import Settings
+from madrone.web import create_app
+
+DATASETS_IDS = [
+    "tab-local", "tab-shared", "local-table", "shared-table", "search-form", "search-q",
+    "search-index", "search-owner", "search-from", "search-to", "search-in-view",
+    "search-submit", "prev-page", "next-page", "datasets-status",
+]  # fmt: skip
+UPLOAD_IDS = [
+    "upload-form", "upload-file", "upload-name", "upload-description", "upload-corners",
+    "upload-ul-lat", "upload-ul-lon", "upload-lr-lat", "upload-lr-lon", "upload-submit",
+    "upload-status", "point-form", "point-lat", "point-lon", "point-name",
+    "point-description", "point-submit", "point-status",
+]  # fmt: skip
+
+
+class Page(HTMLParser):
+    """What a test needs from a page: elements by id, script and stylesheet URLs, inline
+    scripts and style attributes."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.elements: dict[str, tuple[str, dict[str, str | None]]] = {}
+        self.scripts: list[str] = []
+        self.stylesheets: list[str] = []
+        self.inline_scripts: list[str] = []
+        self.style_attributes: list[str] = []
+        self.sort_buttons: list[str] = []
+        self.disabled_fieldsets = 0
+        self._in_script = False
+        self._stack: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if "id" in values:
+            assert values["id"] not in self.elements, f"duplicate id {values['id']}"
+            self.elements[values["id"] or ""] = (tag, values)
+        if "style" in values or any(name.startswith("on") for name in values):
+            self.style_attributes.append(f"<{tag} {values}>")
+        if tag == "script":
+            self._in_script = True
+            if values.get("src"):
+                self.scripts.append(values["src"] or "")
+        if tag == "link" and values.get("rel") == "stylesheet":
+            self.stylesheets.append(values.get("href") or "")
+        if tag == "button" and "th" in self._stack and values.get("data-sort"):
+            self.sort_buttons.append(values["data-sort"] or "")
+        if tag == "fieldset" and "disabled" in values:
+            self.disabled_fieldsets += 1
+        if tag in ("th", "fieldset"):
+            self._stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = False
+        if tag in ("th", "fieldset") and self._stack and self._stack[-1] == tag:
+            self._stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.inline_scripts.append(data.strip())
+
+    def attribute(self, element_id: str, name: str) -> str | None:
+        return self.elements[element_id][1].get(name)
+
+    def has(self, element_id: str, name: str) -> bool:
+        return name in self.elements[element_id][1]
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    catalog = Catalog(f"sqlite:///{tmp_path}/c.sqlite")
+    yield catalog
+    catalog.dispose()
+
+
+def make_app(catalog: Catalog, **settings: int) -> Flask:
+    return create_app(Settings(**settings), catalog=catalog)
+
+
+def token_for(catalog: Catalog, name: str, role: str) -> dict[str, str]:
+    add_user(catalog, name, role)
+    return {"Authorization": f"Bearer {create_token(catalog, name).token}"}
+
+
+def render(app: Flask, path: str, headers: dict[str, str] | None = None) -> Page:
+    response = app.test_client().get(path, headers=headers or {})
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "text/html"
+    return Page(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize(("path", "ids"), [("/datasets", DATASETS_IDS), ("/upload", UPLOAD_IDS)])
+def test_pages_render_for_a_public_reader_with_the_contract_ids(
+    catalog: Catalog, path: str, ids: list[str]
+) -> None:
+    page = render(make_app(catalog, public_read=1), path)
+    missing = [element_id for element_id in ids if element_id not in page.elements]
+    assert missing == []
+
+
+@pytest.mark.parametrize("path", ["/datasets", "/upload", "/datasets?q=a&tab=shared"])
+def test_pages_send_anonymous_callers_to_login_when_not_public(catalog: Catalog, path: str) -> None:
+    response = make_app(catalog).test_client().get(path)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/login"
+    assert location.query == "next=" + path
+
+
+@pytest.mark.parametrize("path", ["/datasets", "/upload"])
+def test_pages_have_no_inline_script_or_style(catalog: Catalog, path: str) -> None:
+    page = render(make_app(catalog, public_read=1), path)
+    assert page.inline_scripts == []
+    assert page.style_attributes == []
+    assert "<style" not in make_app(catalog, public_read=1).test_client().get(path).text
+
+
+@pytest.mark.parametrize(
+    ("path", "scripts", "sheets"),
+    [
+        ("/datasets", ["madrone.js", "datasets.js"], ["forms.css", "madrone.css"]),
+        ("/upload", ["madrone.js", "datasets.js", "upload.js"], ["forms.css", "madrone.css"]),
+    ],
+)
+def test_pages_load_only_local_files_that_are_served(
+    catalog: Catalog, path: str, scripts: list[str], sheets: list[str]
+) -> None:
+    app = make_app(catalog, public_read=1)
+    page = render(app, path)
+    assert [Path(src).name for src in page.scripts] == scripts
+    assert [Path(href).name for href in page.stylesheets] == sheets
+    client = app.test_client()
+    for url in page.scripts + page.stylesheets:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc, f"{url} is not on this site"
+        with client.get(url) as served:
+            assert served.status_code == 200, url
+            expected = "text/javascript" if url.endswith(".js") else "text/css"
+            assert served.mimetype == expected
+            assert len(served.data) > 500
+
+
+def test_upload_form_carries_the_limit_from_the_settings(catalog: Catalog) -> None:
+    page = render(make_app(catalog, public_read=1, max_upload_mb=7), "/upload")
+    assert page.attribute("upload-form", "data-max-mb") == "7"
+    assert page.attribute("upload-form", "enctype") == "multipart/form-data"
+    assert page.attribute("upload-form", "action") == "/api/uploads"
+    assert page.attribute("upload-file", "name") == "file"
+    # corners are asked for only when a file needs them
+    assert page.has("upload-corners", "hidden")
+    assert page.elements["upload-corners"][0] == "fieldset"
+
+
+def test_upload_forms_are_disabled_below_the_editor_role(catalog: Catalog) -> None:
+    app = make_app(catalog, public_read=1)
+    anonymous = render(app, "/upload")
+    viewer = render(app, "/upload", token_for(catalog, "vi", "viewer"))
+    editor = render(app, "/upload", token_for(catalog, "ed", "editor"))
+    for page in (anonymous, viewer):
+        assert "upload-note" in page.elements
+        assert page.disabled_fieldsets == 2
+    assert "upload-note" not in editor.elements
+    assert editor.disabled_fieldsets == 0
+
+
+def test_datasets_page_has_sort_buttons_and_knows_there_is_no_central_catalog(
+    catalog: Catalog,
+) -> None:
+    page = render(make_app(catalog, public_read=1), "/datasets")
+    assert page.sort_buttons == ["name", "date", "created"]
+    assert page.has("tab-shared", "disabled")
+    assert "shared-note" in page.elements
+    text = make_app(catalog, public_read=1).test_client().get("/datasets").text
+    assert "MADRONE_CENTRAL_DB_URL" in text
+
+
+def test_datasets_page_offers_the_shared_tab_with_a_central_catalog(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    central = Catalog(f"sqlite:///{tmp_path}/central.sqlite")
+    try:
+        app = create_app(Settings(public_read=1), catalog=catalog, central_catalog=central)
+        page = render(app, "/datasets")
+    finally:
+        central.dispose()
+    assert not page.has("tab-shared", "disabled")
+    assert "shared-note" not in page.elements
