@@ -14,7 +14,10 @@ from madrone.catalog.models import Dataset, User
 from madrone.catalog.users import authenticate, require_role
 from madrone.config import Settings
 from madrone.errors import AccessDeniedError, MadroneError, NotFoundError
+from madrone.lazy import lazy_module
 from madrone.web.security import install_security_headers
+
+auth = lazy_module("madrone.web.auth")  # imports this module: loaded on first use
 
 
 def create_app(
@@ -47,6 +50,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
     app.json.sort_keys = False  # keep STAC and error documents in their written order
     _register_blueprints(app)
+    auth.install_auth(app)
     install_security_headers(app, settings.basemap_url)
     app.register_error_handler(MadroneError, _madrone_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -98,7 +102,8 @@ def app_settings() -> Settings:
 
 
 def caller() -> User | None:
-    """The user behind the request's ``Authorization: Bearer mdr_...`` token, or None."""
+    """The user behind the request's ``Authorization: Bearer mdr_...`` token, else the user
+    logged in to the request's session (``web.auth``), or None."""
     if "madrone_user" not in g:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -110,6 +115,8 @@ def caller() -> User | None:
                 g.madrone_user = authenticate(app_catalog(), token.strip())
             except AccessDeniedError as error:
                 raise AuthenticationRequired(str(error)) from None
+        else:
+            g.madrone_user = auth.session_user()
     return g.madrone_user
 
 
