@@ -37,6 +37,7 @@ class DatasetQuery:
         owner: the owner's user name.
         text: words found in the name or the description (case-insensitive).
         kind: one of ``DATASET_KINDS``; scope: ``local`` or ``shared``.
+        job_id: only the datasets a job made.
         sort: ``created``, ``updated``, ``name`` or ``date``; descending unless ``ascending``.
         limit: page size; cursor: the ``next_cursor`` of the previous page.
     """
@@ -49,6 +50,7 @@ class DatasetQuery:
     text: str | None = None
     kind: str | None = None
     scope: str | None = None
+    job_id: str | None = None
     sort: str = "created"
     ascending: bool = False
     limit: int = 50
@@ -135,6 +137,8 @@ def _filters(catalog: Catalog, query: DatasetQuery) -> list[ColumnElement[bool]]
         where.append(Dataset.kind == query.kind)
     if query.scope:
         where.append(Dataset.scope == query.scope)
+    if query.job_id:
+        where.append(Dataset.job_id == query.job_id)
     if query.text:
         for word in query.text.split():
             pattern = "%" + _escape_like(word.lower()) + "%"

@@ -17,6 +17,7 @@ _STRINGS = {"type": "array", "items": _STRING}
 _FOUR = {"type": "array", "items": _NUMBER, "minItems": 4, "maxItems": 4}
 _NAMES = {"oneOf": [_STRINGS, _STRING], "description": "a list, or comma-separated names"}
 _TEXT_MAP = {"type": "object", "additionalProperties": _STRING}
+_BINARY = {"type": "string", "format": "binary"}
 
 _ENGINE_FIELDS: dict[str, dict[str, Any]] = {
     "indices": _NAMES,
@@ -88,7 +89,7 @@ def check_value(value: Any, schema: dict[str, Any], field: str) -> None:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.0.3 document of ``/api``."""
+    """The OpenAPI 3.0.3 document of ``/api`` (and of ``/tiles`` beside it)."""
     return {
         "openapi": "3.0.3",
         "info": {"title": "madrone REST API", "version": "1"},
@@ -109,6 +110,7 @@ def openapi_document() -> dict[str, Any]:
                     ("NotFound", "no such object (or index)"),
                     ("Conflict", "the object's state does not allow it"),
                     ("Unprocessable", "a source cannot be found or read"),
+                    ("TooLarge", "larger than the site's upload limit (MADRONE_MAX_UPLOAD_MB)"),
                 )
             },
         },
@@ -142,6 +144,91 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
         },
+        "Me": {
+            "type": "object",
+            "properties": {
+                "user": {
+                    "type": "object",
+                    "nullable": True,
+                    "properties": {"name": _STRING, "role": _STRING},
+                },
+                "public_read": {"type": "boolean"},
+                "central": {"type": "boolean"},
+            },
+        },
+        "Upload": {
+            "type": "object",
+            "properties": {
+                "file": {**_BINARY, "description": "GeoTIFF, PNG/JPEG or GeoJSON"},
+                "name": {**_STRING, "description": "default: the file's name"},
+                "description": _STRING,
+                "corners": {**_STRING, "description": "ul_lat,ul_lon,lr_lat,lr_lon (images)"},
+                "kind": {**_STRING, "enum": ["point"], "description": "a point, no file"},
+                "lat": _NUMBER,
+                "lon": _NUMBER,
+            },
+        },
+        "Values": {
+            "type": "object",
+            "properties": {
+                "lon": _NUMBER,
+                "lat": _NUMBER,
+                "values": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": _STRING,
+                            "name": _STRING,
+                            "index": nullable_text,
+                            "value": {"type": "number", "nullable": True},
+                            "date": nullable_text,
+                        },
+                    },
+                },
+            },
+        },
+        "PointValue": {
+            **loose,
+            "properties": {"dataset": _STRING, "value": {"type": "number", "nullable": True}},
+        },
+        "Legend": {
+            "type": "object",
+            "properties": {
+                "label": _STRING,
+                "min": _NUMBER,
+                "max": _NUMBER,
+                "colors": {**_STRINGS, "description": "11 stops, low to high, #rrggbb"},
+            },
+        },
+        "Preflight": {
+            "type": "object",
+            "properties": {"ok": {"type": "boolean"}, "summary": loose},
+        },
+        "Sources": {
+            "type": "object",
+            "properties": {
+                "sources": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"label": _STRING, "url": nullable_text},
+                    },
+                }
+            },
+        },
+        "Indices": {
+            "type": "object",
+            "properties": {
+                "indices": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": _STRING, "long_name": _STRING, "bands": _STRINGS},
+                    },
+                }
+            },
+        },
         "ProcessRequest": _request(PROCESS_FIELDS, ["sources"]),
         "AreaRequest": _request(AREA_FIELDS, []),
     }
@@ -158,7 +245,7 @@ def _request(fields: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     job_id = _path_param("job_id", "a job id")
-    dataset_id = _path_param("dataset_id", "a dataset id")
+    dataset_id = _path_param("dataset_id", "a dataset id (local or central catalog)")
     return {
         "/openapi.json": {
             "get": {
@@ -167,15 +254,51 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json_response("the document", {})},
             }
         },
-        "/datasets": {"get": _operation("search datasets", "DatasetPage", _search_params())},
+        "/docs": {
+            "get": {
+                "summary": "this document as a browsable page",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "an HTML page",
+                        "content": {"text/html": {"schema": _STRING}},
+                    }
+                },
+            }
+        },
+        "/me": {
+            "get": {
+                "summary": "the caller, whether reading is public and a central catalog exists",
+                "security": [{}, {"bearerAuth": []}],
+                "responses": {
+                    "200": _json_response("who is asking", _ref("Me")),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/datasets": {"get": _search_operation()},
         "/datasets/{dataset_id}": {
             "get": _operation("one dataset", "Dataset", [dataset_id]),
             "delete": _operation(
-                "remove a dataset's row (owner or admin; files stay in storage for now)",
+                "remove a dataset and its files in storage (owner or admin)",
                 "Dataset",
                 [dataset_id],
                 write=True,
             ),
+        },
+        "/datasets/{dataset_id}/assets/{key}": {"get": _asset_operation(dataset_id)},
+        "/datasets/{dataset_id}/share": {"post": _share_operation(dataset_id)},
+        "/uploads": {"post": _upload_operation()},
+        "/values": {
+            "get": _operation(
+                "the value of each raster dataset at a point (null: nodata or outside)",
+                "Values",
+                [
+                    _query_param("lon", _NUMBER, "longitude, degrees", required=True),
+                    _query_param("lat", _NUMBER, "latitude, degrees", required=True),
+                    _query_param("ids", _STRING, "comma-separated dataset ids", required=True),
+                ],
+            )
         },
         "/jobs": {
             "get": _operation(
@@ -188,15 +311,115 @@ def _paths() -> dict[str, Any]:
             ),
             "post": _submit_operation(),
         },
+        "/jobs/preflight": {"post": _preflight_operation()},
         "/jobs/{job_id}": {"get": _operation("one job", "Job", [job_id])},
         "/jobs/{job_id}/cancel": {
             "post": _operation("cancel a job (requester or admin)", "Job", [job_id], write=True)
         },
+        "/sources": {
+            "get": _operation(
+                "sources a request may name: the bundled sample mosaic (url null) first",
+                "Sources",
+                [],
+            )
+        },
+        "/indices": {"get": _operation("indices computable from Sentinel-2 bands", "Indices", [])},
+        **_tile_paths(),
+    }
+
+
+def _search_operation() -> dict[str, Any]:
+    operation = _operation("search datasets", "DatasetPage", _search_params())
+    operation["responses"]["409"] = {"$ref": "#/components/responses/Conflict"}
+    return operation
+
+
+def _asset_operation(dataset_id: dict[str, Any]) -> dict[str, Any]:
+    key = _path_param("key", "the asset's key, e.g. cog, png, data")
+    operation = _operation("download an asset (attachment)", "Dataset", [dataset_id, key])
+    operation["responses"]["200"] = {
+        "description": "the file, named after the dataset",
+        "content": {"application/octet-stream": {"schema": _BINARY}},
+    }
+    return operation
+
+
+def _share_operation(dataset_id: dict[str, Any]) -> dict[str, Any]:
+    operation = _operation(
+        "share a local dataset to the central catalog (owner or admin)",
+        "Dataset",
+        [dataset_id],
+        write=True,
+    )
+    operation["responses"]["200"]["description"] = "the central dataset shared before"
+    operation["responses"]["201"] = _json_response("the new central dataset", _ref("Dataset"))
+    operation["responses"]["409"] = _error_response(
+        "no central catalog on this site, or the dataset is already a shared one"
+    )
+    return operation
+
+
+def _upload_operation() -> dict[str, Any]:
+    operation = _operation("upload a file or add a point", "Dataset", [], write=True)
+    del operation["responses"]["200"]
+    operation["requestBody"] = {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": _ref("Upload")}},
+    }
+    operation["responses"]["201"] = _json_response("the new dataset", _ref("Dataset"))
+    operation["responses"]["413"] = {"$ref": "#/components/responses/TooLarge"}
+    operation["responses"]["422"] = _error_response(
+        "the content is not a raster GDAL reads nor valid GeoJSON; type CornersNeeded: "
+        "a raster without a CRS needs corners"
+    )
+    return operation
+
+
+def _preflight_operation() -> dict[str, Any]:
+    operation = _submit_operation()
+    operation["summary"] = "check a request as POST /jobs would, queueing nothing"
+    del operation["responses"]["201"]
+    operation["responses"]["200"] = _json_response("the request would be queued", _ref("Preflight"))
+    return operation
+
+
+def _tile_paths() -> dict[str, Any]:
+    """``/tiles`` is beside ``/api``: its paths carry their own server."""
+    dataset_id = _path_param("dataset_id", "a raster dataset's id")
+    servers = [{"url": "/tiles", "description": "map tiles, beside /api"}]
+    png = {"description": "a 256 px RGBA PNG", "content": {"image/png": {"schema": _BINARY}}}
+    tile = _operation(
+        "an XYZ tile (WebMercatorQuad) coloured as the product",
+        "Dataset",
+        [dataset_id] + [_path_param(n, f"tile {n}", _INTEGER) for n in ("z", "x", "y")],
+    )
+    tile["responses"]["200"] = png
+    tile["responses"]["204"] = {"description": "the tile misses the dataset"}
+    point = _operation(
+        "band 1's value at a point (null for nodata); 404 outside",
+        "PointValue",
+        [
+            dataset_id,
+            _query_param("lon", _NUMBER, "longitude, degrees", required=True),
+            _query_param("lat", _NUMBER, "latitude, degrees", required=True),
+        ],
+    )
+    legend = _operation("the layer's colour ramp and range", "Legend", [dataset_id])
+    return {
+        "/{dataset_id}/{z}/{x}/{y}.png": {"servers": servers, "get": tile},
+        "/{dataset_id}/point": {"servers": servers, "get": point},
+        "/{dataset_id}/legend": {"servers": servers, "get": legend},
     }
 
 
 def _search_params() -> list[dict[str, Any]]:
     return [
+        _query_param(
+            "catalog",
+            {"type": "string", "enum": ["local", "shared"]},
+            "local (default) or shared: the central catalog (409 when the site has none)",
+        ),
+        _query_param("job", _STRING, "only the datasets this job made"),
         _query_param("bbox", _STRING, "W,S,E,N in degrees"),
         _query_param("index", _STRING, "index name, e.g. ndvi"),
         _query_param("owner", _STRING, "the owner's user name"),
@@ -265,21 +488,25 @@ def _error_response(description: str) -> dict[str, Any]:
     return _json_response(description, {"$ref": "#/components/schemas/Error"})
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
+def _path_param(
+    name: str, description: str, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": _STRING,
+        "schema": schema or _STRING,
     }
 
 
-def _query_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _query_param(
+    name: str, schema: dict[str, Any], description: str, *, required: bool = False
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
-        "required": False,
+        "required": required,
         "description": description,
         "schema": schema,
     }
