@@ -1,6 +1,7 @@
 """Commands over a catalog: ``db upgrade|current``, ``datasets``, ``add``, ``share``,
-``user add|list`` and ``token create``. Thin shells over ``madrone.team``: whatever the web
-app also needs lives there, not here.
+``user add|list|password|link`` and ``token create``. Thin shells over ``madrone.team`` (and
+``catalog.users`` for passwords and login links): whatever the web app also needs lives
+there, not here.
 
 Which catalog: the local one (``MADRONE_DB_URL``, else a SQLite file in the user's data
 folder), another one by ``--db URL``, or the team's with ``--central``
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from madrone.catalog.models import Dataset
 
 team = lazy_module("madrone.team")
+users = lazy_module("madrone.catalog.users")
 
 
 def catalog_options(command: Callable) -> Callable:
@@ -192,12 +194,73 @@ def user() -> None:
 @user.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
+@click.option("--password", "ask_password", is_flag=True,
+              help="Set a web password: asked twice, not echoed.")  # fmt: skip
+@click.option("--password-stdin", is_flag=True, help="Set a web password read from stdin.")
 @catalog_options
-def add_user(name: str, role: str, db_url: str | None, central: bool) -> None:
-    """Add a user NAME with a role."""
+def add_user(
+    name: str,
+    role: str,
+    ask_password: bool,
+    password_stdin: bool,
+    db_url: str | None,
+    central: bool,
+) -> None:
+    """Add a user NAME with a role, and a password to log in to the web pages with
+    (--password or --password-stdin; without one, give them a `madrone user link`)."""
+    password = None
+    if ask_password or password_stdin:
+        password = read_password(name, password_stdin)
     with opened_catalog(db_url, central) as catalog:
-        added = team.add_user(catalog, name, role)
-    click.echo(f"user {added.name} ({added.role}) added to {catalog.safe_url}")
+        added = users.add_user(catalog, name, role, created_by=team.current_user(),
+                               password=password)  # fmt: skip
+    with_password = " with a password" if password is not None else ""
+    click.echo(f"user {added.name} ({added.role}) added to {catalog.safe_url}{with_password}")
+
+
+@user.command("password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@catalog_options
+def set_password(name: str, password_stdin: bool, db_url: str | None, central: bool) -> None:
+    """Set or reset the web password of user NAME (asked twice unless --password-stdin);
+    their open sessions end."""
+    password = read_password(name, password_stdin)
+    with opened_catalog(db_url, central) as catalog:
+        users.set_password(catalog, name, password)
+    click.echo(f"password of user {name} set in {catalog.safe_url}")
+
+
+@user.command("link")
+@click.argument("name")
+@click.option("--url", "base_url", default="http://127.0.0.1:8000", show_default=True,
+              help="The web app's address, as the user opens it.")  # fmt: skip
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True, max=24 * 30), default=24.0,
+              show_default=True, help="How long the link stays valid.")  # fmt: skip
+@catalog_options
+def login_link(name: str, base_url: str, hours: float, db_url: str | None, central: bool) -> None:
+    """Print a one-time login link for user NAME (it works once, within --hours)."""
+    from datetime import timedelta
+
+    if not base_url.startswith(("http://", "https://")):
+        raise InputError(f"--url {base_url}: give the web app's http:// or https:// address")
+    with opened_catalog(db_url, central) as catalog:
+        link = users.create_login_link(catalog, name, timedelta(hours=hours),
+                                       created_by=team.current_user())  # fmt: skip
+    click.echo(link.url(base_url))
+    click.echo(f"login link for {link.user}: works once, until {stamp(link.expires_at)}", err=True)
+
+
+def read_password(name: str, from_stdin: bool) -> str:
+    """A new password for user ``name``: the first line of stdin, else asked twice without
+    echo; checked against the rules before anything is written."""
+    if from_stdin:
+        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    else:
+        password = click.prompt(f"password for {name}", hide_input=True,
+                                confirmation_prompt=True)  # fmt: skip
+    users.check_password_rules(password, name)
+    return password
 
 
 @user.command("list")

@@ -34,7 +34,7 @@ from madrone.cli.web import DEFAULT_PORT as DEFAULT_WEB_PORT
 from madrone.cli.web import WebServer, start_web
 from madrone.config import Settings
 from madrone.engine.spec import JobSpec
-from madrone.errors import InputError
+from madrone.errors import InputError, MadroneError
 from madrone.lazy import lazy_module
 from madrone.sources.spec import SourceSpec
 
@@ -300,7 +300,8 @@ def cancel(job_id: str, db_url: str | None, central: bool) -> None:
 def serve(port: int, no_web: bool) -> None:
     """The whole service on this machine, in the foreground until Ctrl-C or SIGTERM: the
     local catalog (migrated), the local storage folder, a master on the local pool and the
-    web app on http://127.0.0.1:PORT."""
+    web app on http://127.0.0.1:PORT. A local catalog without an admin gets one (MADRONE_USER,
+    else your login name), with a one-time login link printed on stderr."""
     settings = Settings.from_env()
     log_to_stderr()
     catalog = team.open_catalog(settings, upgrade=True)
@@ -311,6 +312,8 @@ def serve(port: int, no_web: bool) -> None:
         storage.close()
         catalog.dispose()
         raise
+    if served_web is not None and not catalog.is_postgres:
+        announce_first_admin(settings, catalog, served_web.url)
     click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
     if served_web is not None:
         click.echo(f"web: {served_web.url} (API {served_web.url}/api, STAC {served_web.url}/stac)")
@@ -323,6 +326,24 @@ def serve(port: int, no_web: bool) -> None:
     finally:
         if served_web is not None:
             served_web.stop()
+
+
+def announce_first_admin(settings: Settings, catalog: Any, url: str) -> None:
+    """On a catalog without an admin: make the site's user (``MADRONE_USER``, else the
+    login name) its first admin and print a one-time login link to the web app at ``url``."""
+    from datetime import timedelta
+
+    from madrone.catalog import users
+
+    try:
+        link = users.first_admin_link(catalog, team.current_user(settings), timedelta(hours=24))
+    except MadroneError as error:
+        click.echo(f"madrone serve: no first admin made ({error}); make one with `madrone user "
+                   "add NAME --role admin --password`", err=True)  # fmt: skip
+        return
+    if link is not None:
+        click.echo(f"madrone serve: first admin '{link.user}': open {link.url(url)} (valid 24 h, "
+                   "once)", err=True)  # fmt: skip
 
 
 def start_served_web(settings: Settings, catalog: Any, port: int) -> WebServer:
