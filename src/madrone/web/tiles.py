@@ -17,6 +17,7 @@ needs); that per-request cost is what a later benchmark should measure.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,21 +25,23 @@ from contextlib import contextmanager
 import numpy as np
 import rasterio
 from flask import Blueprint, Response, jsonify, request
-from rio_tiler.errors import PointOutsideBounds, TileOutsideBounds
+from PIL import Image
+from rio_tiler.errors import PointOutsideBounds
 from rio_tiler.io import Reader
-from rio_tiler.utils import render
 
 from madrone.catalog.models import Dataset
 from madrone.errors import InputError, NotFoundError, UnknownIndexError
 from madrone.indices import resolve_index
-from madrone.products.render import Style, colorize, style_for
+from madrone.products.render import Style, colorize, lookup_table, style_for
 from madrone.storage import Storage
 from madrone.web.app import app_settings, find_dataset, require
+from madrone.web.tilecut import CutterClosed, cutter_for
 
 blueprint = Blueprint("tiles", __name__)
 
 TILE_SIZE = 256
 MAX_ZOOM = 24
+LEGEND_STOPS = 11
 # The asset holding each raster kind's pixels (``catalog/register.py``, ``catalog/ingest.py``).
 _RASTER_ASSETS = {"index": "cog", "geotiff": "data"}
 
@@ -50,13 +53,48 @@ def tile(dataset_id: str, z: int, x: int, y: int) -> Response:
     _check_tile(z, x, y)
     dataset, central = find_dataset(dataset_id)
     style = dataset_style(dataset)
-    with _open_reader(dataset, central) as reader:
-        try:
-            image = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest")
-        except TileOutsideBounds:
-            return Response(status=204)
-    rgba = colorize(masked_to_nan(image.array[0]), style)
-    return Response(render(rgba, img_format="PNG"), mimetype="image/png")
+    values = _cut_tile(dataset, central, z, x, y)
+    if values is None:
+        return Response(status=204)
+    return Response(encode_png(colorize(values, style)), mimetype="image/png")
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """Band-first RGBA uint8 as PNG, at zlib level 1: on 256 px map tiles it encodes 5 to 10
+    times faster than the default level for files about a third larger."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.moveaxis(rgba, 0, -1), "RGBA").save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _cut_tile(dataset: Dataset, central: bool, z: int, x: int, y: int) -> np.ndarray | None:
+    """The tile's values from the dataset's cached ``TileCutter`` (``tilecut.py``)."""
+    path, env = _raster_location(dataset, central)
+    version = dataset.updated_at.isoformat() if dataset.updated_at else ""
+    try:
+        return cutter_for(path, version, env).tile(z, x, y)
+    except CutterClosed:
+        return cutter_for(path, version, env).tile(z, x, y)
+
+
+@blueprint.get("/<dataset_id>/legend")
+def legend(dataset_id: str) -> Response:
+    """The colours of a raster dataset's tiles: ``colors`` are 11 stops from ``min`` to
+    ``max`` (values outside are clamped to the ends), as a map legend draws them."""
+    require("viewer")
+    dataset, _ = find_dataset(dataset_id)
+    if dataset.kind not in _RASTER_ASSETS:
+        raise NotFoundError(f"dataset {dataset_id!r} ({dataset.kind}) is not a raster: no legend")
+    style = dataset_style(dataset)
+    table = lookup_table(style.colormap)
+    stops = np.rint(np.linspace(0, len(table) - 1, LEGEND_STOPS)).astype(int)
+    return jsonify({
+        "label": style.label,
+        "colormap": style.colormap,
+        "min": style.vmin,
+        "max": style.vmax,
+        "colors": ["#{:02x}{:02x}{:02x}".format(*table[stop, :3]) for stop in stops],
+    })  # fmt: skip
 
 
 @blueprint.get("/<dataset_id>/point")
@@ -130,6 +168,13 @@ def _index_domain(index_name: str | None) -> str | None:
 def _open_reader(dataset: Dataset, central: bool = False) -> Iterator[Reader]:
     """A rio-tiler Reader on the dataset's raster in storage (the central storage for a
     dataset of the central catalog, or one shared into the app's), with GDAL's credentials."""
+    path, env = _raster_location(dataset, central)
+    with rasterio.Env(**env), Reader(path) as reader:
+        yield reader
+
+
+def _raster_location(dataset: Dataset, central: bool) -> tuple[str, dict[str, str]]:
+    """What GDAL opens for the dataset's raster, and the options it needs (credentials)."""
     key = _RASTER_ASSETS.get(dataset.kind)
     asset = dataset.assets.get(key) if key else None
     if not asset:
@@ -139,9 +184,7 @@ def _open_reader(dataset: Dataset, central: bool = False) -> Iterator[Reader]:
         )
     shared = central or dataset.scope == "shared"
     with Storage.from_settings(app_settings(), central=shared) as storage:
-        path = storage.gdal_path(asset["href"])
-        with rasterio.Env(**storage.gdal_env()), Reader(path) as reader:
-            yield reader
+        return storage.gdal_path(asset["href"]), storage.gdal_env()
 
 
 def _check_tile(z: int, x: int, y: int) -> None:
