@@ -251,6 +251,7 @@
     layer.item.classList.toggle("off", !layer.visible);
     paneElement.style.opacity = String(layer.opacity);
     if (layer.visible) layer.leaflet.addTo(map);
+    fillLegend(layer);
     if (!options.quiet) changed();
     return layer;
   }

@@ -232,8 +232,10 @@
     item.querySelector(".job-count").textContent = total ? `${done} of ${total} tiles` : "";
     item.querySelector(".job-eta").textContent = eta(job);
     const errors = job.errors || [];
+    const last = errors[errors.length - 1];
+    const message = last && typeof last === "object" ? last.message : last;
     item.querySelector(".job-error").textContent =
-      job.status === "failed" || job.status === "cancelled" ? (errors[errors.length - 1] || job.status) : "";
+      job.status === "failed" || job.status === "cancelled" ? String(message || `job ${job.status}`) : "";
   }
 
   function updateEmpty() {

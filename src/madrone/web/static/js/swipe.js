@@ -117,9 +117,13 @@
   map.on("move zoomend resize viewreset", update);
 
   app.events.addEventListener("layers", () => {
-    const rasters = rasterLayers();
-    fillSelect(left, rasters.length > 1 ? rasters[rasters.length - 2].id : "");
-    fillSelect(right, rasters.length ? rasters[rasters.length - 1].id : "");
+    // By default compare the two top raster layers: the lower on the left.
+    const ids = rasterLayers().map((layer) => layer.id).reverse();
+    fillSelect(right, ids[0] || "");
+    fillSelect(left, ids.find((id) => id !== right.value) || "");
+    if (left.value && left.value === right.value) {
+      left.value = ids.find((id) => id !== right.value) || "";
+    }
     if (on && (!app.findLayer(left.value) || !app.findLayer(right.value))) setOn(false);
     else update();
   });
