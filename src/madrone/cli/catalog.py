@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from madrone.lazy import lazy_module
 
 if TYPE_CHECKING:
     from madrone.catalog.db import Catalog
-    from madrone.catalog.models import Dataset
+    from madrone.client import ApiClient
 
 team = lazy_module("madrone.team")
 users = lazy_module("madrone.catalog.users")
@@ -103,6 +104,35 @@ def current(db_url: str | None, central: bool) -> None:
 
 
 # -- datasets -------------------------------------------------------------------------------
+def remote_options(command: Callable) -> Callable:
+    """``--server URL`` and ``--token T``: talk to a madrone server's REST API instead of a
+    catalog (defaults: MADRONE_SERVER, MADRONE_API_TOKEN)."""
+    command = click.option(
+        "--token",
+        metavar="TOKEN",
+        envvar="MADRONE_API_TOKEN",
+        help="API token for --server (default: MADRONE_API_TOKEN).",
+    )(command)
+    return click.option(
+        "--server",
+        metavar="URL",
+        envvar="MADRONE_SERVER",
+        help="A madrone server to use through its REST API, e.g. http://host:8000 (default: "
+        "MADRONE_SERVER; none: the catalog).",
+    )(command)
+
+
+def remote_client(server: str, token: str | None, **local: Any) -> ApiClient:
+    """A client of ``server``; options that name a catalog (``local``, by option name) are
+    refused, since the server uses its own."""
+    from madrone.client import ApiClient
+
+    given = [name for name, value in local.items() if value]
+    if given:
+        raise InputError(f"{', '.join(given)}: not with --server (the server uses its catalog)")
+    return ApiClient(server, token)
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
 @click.option("--bbox", metavar="W,S,E,N", help="Only datasets touching this box (degrees).")
@@ -117,34 +147,67 @@ def current(db_url: str | None, central: bool) -> None:
 @click.option("--limit", type=int, default=50, show_default=True, help="Page size.")
 @click.option("--cursor", help="The next_cursor of the previous page.")
 @click.option("--db", "db_url", metavar="URL", help="A catalog by its URL.")
+@remote_options
 def datasets(
-    as_json: bool, bbox: str | None, shared: bool, db_url: str | None, **search: Any
+    as_json: bool,
+    bbox: str | None,
+    shared: bool,
+    db_url: str | None,
+    server: str | None,
+    token: str | None,
+    **search: Any,
 ) -> None:
-    """Search the datasets of a catalog (the local one unless --shared or --db)."""
+    """Search the datasets of a catalog (the local one unless --shared or --db), or of a
+    server (--server: its local catalog, or with --shared its central one)."""
     if shared and db_url:
         raise InputError("give --db URL or --shared, not both")
-    query = team.dataset_query(bbox=parse_floats(bbox, 4, "--bbox"), **search)
-    with opened_catalog(db_url, shared) as catalog:
-        page = team.find_datasets(catalog, query)
+    box = parse_floats(bbox, 4, "--bbox")
+    if server:
+        client = remote_client(server, token, **{"--db": db_url})
+        page = client.datasets(**_search_params(box, shared, search))
+    else:
+        query = team.dataset_query(bbox=box, **search)
+        with opened_catalog(db_url, shared) as catalog:
+            page = team.page_to_dict(team.find_datasets(catalog, query))
     if as_json:
-        echo_json(team.page_to_dict(page))
+        echo_json(page)
         return
     headers = ("id", "name", "kind", "index", "date", "owner", "scope")
-    echo_table(headers, [_dataset_row(dataset) for dataset in page.items])
-    if page.next_cursor:
-        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+    echo_table(headers, [_dataset_row(dataset) for dataset in page["datasets"]])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}", err=True)
 
 
-def _dataset_row(dataset: Dataset) -> tuple[str, ...]:
-    start, end = dataset.date_start, dataset.date_end
+def _search_params(
+    bbox: Sequence[float] | None, shared: bool, search: dict[str, Any]
+) -> dict[str, Any]:
+    """The query arguments of GET /api/datasets for the options of ``datasets``."""
+    return {
+        "catalog": "shared" if shared else None,
+        "bbox": ",".join(f"{value:g}" for value in bbox) if bbox else None,
+        "index": search["index"],
+        "owner": search["owner"],
+        "q": search["text"],
+        "from": search["date_from"],
+        "to": search["date_to"],
+        "sort": search["sort"],
+        "asc": "1" if search["ascending"] else None,
+        "limit": search["limit"],
+        "cursor": search["cursor"],
+    }
+
+
+def _dataset_row(dataset: dict[str, Any]) -> tuple[str, ...]:
+    """A table row of a dataset as JSON (``dataset_to_dict``, or the REST API's)."""
+    start, end = dataset["date_start"], dataset["date_end"]
     if start is None:
         when = "unknown"
-    elif end is None or end.date() == start.date():
-        when = start.date().isoformat()
+    elif end is None or end[:10] == start[:10]:
+        when = start[:10]
     else:
-        when = f"{start.date().isoformat()}..{end.date().isoformat()}"
-    return (dataset.id, dataset.name, dataset.kind, dataset.index_name or "-", when,
-            dataset.owner, dataset.scope)  # fmt: skip
+        when = f"{start[:10]}..{end[:10]}"
+    return (dataset["id"], dataset["name"], dataset["kind"], dataset["index"] or "-", when,
+            dataset["owner"], dataset["scope"])  # fmt: skip
 
 
 # -- add and share --------------------------------------------------------------------------
@@ -255,7 +318,7 @@ def read_password(name: str, from_stdin: bool) -> str:
     """A new password for user ``name``: the first line of stdin, else asked twice without
     echo; checked against the rules before anything is written."""
     if from_stdin:
-        password = click.get_text_stream("stdin").readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt(f"password for {name}", hide_input=True,
                                 confirmation_prompt=True)  # fmt: skip
