@@ -339,10 +339,9 @@
     }
   }
 
-  const editor = user.may("editor");
-  if (!editor) {
+  if (!user.may("editor")) {
+    // the server renders the form disabled with a note; this keeps a stale page honest
     document.getElementById("request-fieldset").disabled = true;
-    document.getElementById("request-note").classList.remove("hidden");
     form.classList.add("disabled");
   }
   describeArea();
