@@ -9,9 +9,13 @@ flag means the same thing in every command.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,7 +23,15 @@ from click.core import ParameterSource
 
 from madrone.api import build_mosaic_spec, build_spec
 from madrone.catalog.vocabulary import FINAL_STATES, JOB_STATES
-from madrone.cli.catalog import catalog_options, echo_json, echo_table, opened_catalog, stamp
+from madrone.cli.catalog import (
+    catalog_options,
+    echo_json,
+    echo_table,
+    opened_catalog,
+    remote_client,
+    remote_options,
+    stamp,
+)
 from madrone.cli.cluster import log_to_stderr, run_master
 from madrone.cli.mosaic import mosaic as mosaic_command
 from madrone.cli.options import (
@@ -83,6 +95,7 @@ def borrowed(command: click.Command, names: Sequence[str]) -> list[click.Paramet
     help="Follow the job until it ends: exit 0 succeeded, 1 failed or cancelled, 130 Ctrl-C.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@remote_options
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -93,15 +106,33 @@ def submit(
     central: bool,
     wait: bool,
     as_json: bool,
+    server: str | None,
+    token: str | None,
     **options: Any,
 ) -> None:
     """Queue a request: SOURCES as for `process`, or an area (--corners, --bbox or
     --geometry) as for `mosaic`. Prints the job id; a master runs it (`madrone master
-    --db URL` or `madrone serve`).
+    --db URL` or `madrone serve`). With --server, the request goes to that server's API
+    (SOURCES are paths on the server: an admin's token is needed for them).
 
     The defaults shown are an area request's; SOURCES keep those of `process` (the finest
     band's resolution, the sources' CRS, no count product), and --bbox clips them."""
     given = {k for k in options if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    if server:
+        client = remote_client(server, token, **{"--db": db_url, "--central": central})
+        body = remote_request(sources, options, given)
+        body.update(priority=priority or None, idempotency_key=idempotency_key)
+        data = client.submit({key: value for key, value in body.items() if value is not None})
+        if not wait:
+            echo_json(data) if as_json else click.echo(data["id"])
+            return
+        if not as_json:
+            click.echo(data["id"])
+        sys.stdout.flush()
+        ended = follow(client, RemoteJob(data))
+        if as_json and ended is not None:
+            echo_json(ended.data)
+        ctx.exit(_exit_code(ended))
     spec = request_spec(sources, options, given)
     with opened_catalog(db_url, central) as catalog, echoed_warnings():
         job = team.submit(spec, catalog, name=options["name"], priority=priority,
@@ -156,6 +187,82 @@ def request_spec(sources: tuple[str, ...], options: dict[str, Any], given: set[s
     )  # fmt: skip
 
 
+def remote_request(
+    sources: tuple[str, ...], options: dict[str, Any], given: set[str]
+) -> dict[str, Any]:
+    """The JSON body of POST /api/jobs for a submit's options (as ``request_spec`` reads
+    them); only the options given, so the server's defaults are those of local mode."""
+    indices, expressions = parse_indices(options["indices"], options["expressions"])
+    body: dict[str, Any] = {
+        "indices": indices,
+        "expressions": expressions or None,
+        "bands": parse_pairs(options["bands"], "--band") if options["bands"] else None,
+        "mask_classes": parse_mask_classes(options["mask_classes"]),
+        **{key: options[key] for key in SPEC_OPTIONS if key in given},
+    }
+    if "products" in given:
+        body["products"] = split_list((options["products"],))
+    bbox = parse_floats(options["bbox"], 4, "--bbox")
+    body["bbox"] = list(bbox) if bbox else None
+    band_map = parse_band_map(options["band_maps"]) or None
+    area_given = [name for name in AREA_OPTIONS if name in given]
+    if (sources or body["bands"]) and not {"corners", "geometry"} & given:
+        extra = [f"--{name.replace('_', '-')}" for name in area_given if name != "bbox"]
+        if extra or band_map:
+            raise InputError(
+                f"{', '.join(extra or ['--band-map'])}: not for SOURCES sent to a server "
+                "(an area request: --corners, --bbox or --geometry without SOURCES)"
+            )
+        return {**body, "sources": list(sources)}
+    if sources:
+        raise InputError(
+            f"SOURCES {' '.join(sources)} and an area: give SOURCES (as for process) or "
+            "--corners/--geometry (as for mosaic), not both"
+        )
+    if not area_given:
+        raise InputError("give SOURCES to process, or an area: --corners, --bbox or --geometry")
+    corners = parse_floats(options["corners"], 4, "--corners")
+    body.update(
+        corners=list(corners) if corners else None,
+        geometry=_geometry_object(options["geometry"]),
+        band_map=band_map,
+        collections=split_list(options["collections"]) or None,
+        **{key: options[key] for key in ("source", "max_cloud", "limit", "method") if key in given},
+    )
+    return body
+
+
+def _geometry_object(text: str | None) -> dict[str, Any] | None:
+    """``--geometry`` (a file or GeoJSON text) as the object the API takes."""
+    if not text:
+        return None
+    raw = text
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as handle:
+            raw = handle.read()
+    try:
+        geometry = json.loads(raw)
+    except ValueError as error:
+        raise InputError(
+            f"--geometry {text[:60]!r}: neither a file nor GeoJSON ({error})"
+        ) from None
+    if not isinstance(geometry, dict):
+        raise InputError(f"--geometry {text[:60]!r}: GeoJSON must be an object")
+    return geometry
+
+
+class RemoteJob:
+    """A job of a server's API (its JSON) with the attributes ``JobProgress`` reads."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.id = data["id"]
+        self.status = data["status"]
+        self.tiles_done = data["progress"]["done"]
+        self.tiles_total = data["progress"]["total"]
+        self.errors = data["errors"]
+
+
 submit.params.extend(borrowed(mosaic_command, AREA_OPTIONS + ENGINE_OPTIONS))
 
 
@@ -207,10 +314,13 @@ class JobProgress:
             self.bar = None
 
 
-def follow(catalog: Any, job: Job) -> Job | None:
-    """Follow a job to its end; None when interrupted (Ctrl-C), the job going on."""
+def follow(catalog: Any, job: Job | RemoteJob) -> Any:
+    """Follow a job to its end; None when interrupted (Ctrl-C), the job going on.
+    ``catalog`` is a Catalog, or an ApiClient for a server's job (polled twice a second)."""
     show = JobProgress(job.id)
     try:
+        if isinstance(job, RemoteJob):
+            return _wait_remote(catalog, job.id, show)
         return team.wait_for(catalog, job.id, progress=show)
     except KeyboardInterrupt:
         show.close()
@@ -220,7 +330,16 @@ def follow(catalog: Any, job: Job) -> Job | None:
         show.close()
 
 
-def _exit_code(job: Job | None) -> int:
+def _wait_remote(client: Any, job_id: str, progress: JobProgress) -> RemoteJob:
+    while True:
+        job = RemoteJob(client.job(job_id))
+        progress(job)
+        if job.status in FINAL_STATES:
+            return job
+        time.sleep(0.5)
+
+
+def _exit_code(job: Any) -> int:
     """0 succeeded, 1 failed or cancelled (the last error printed), 130 interrupted."""
     if job is None:
         return INTERRUPTED
@@ -238,18 +357,38 @@ def _exit_code(job: Job | None) -> int:
 @click.option("--status", type=click.Choice(JOB_STATES), help="Only jobs in this state.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Most jobs shown.")
 @catalog_options
-def jobs(as_json: bool, status: str | None, limit: int, db_url: str | None, central: bool) -> None:
-    """List jobs, newest first: id, name, status, progress, attempts, requester, created."""
-    with opened_catalog(db_url, central) as catalog:
-        found = team.list_jobs(catalog, status=status, limit=limit)
+@remote_options
+def jobs(
+    as_json: bool,
+    status: str | None,
+    limit: int,
+    db_url: str | None,
+    central: bool,
+    server: str | None,
+    token: str | None,
+) -> None:
+    """List jobs, newest first: id, name, status, progress, attempts, requester, created
+    (of a catalog, or with --server of that server's queue)."""
+    if server:
+        client = remote_client(server, token, **{"--db": db_url, "--central": central})
+        found = client.jobs(status=status, limit=limit)
+    else:
+        with opened_catalog(db_url, central) as catalog:
+            found = [queue.job_to_dict(job) for job in team.list_jobs(catalog, status=status,
+                                                                      limit=limit)]  # fmt: skip
     if as_json:
-        echo_json([queue.job_to_dict(job) for job in found])
+        echo_json(found)
         return
-    rows = [(job.id, job.name, job.status, f"{job.tiles_done}/{job.tiles_total}",
-             f"{job.attempts}/{job.max_attempts}", job.requester or "-", stamp(job.created_at))
-            for job in found]  # fmt: skip
+    rows = [(job["id"], job["name"], job["status"],
+             f"{job['progress']['done']}/{job['progress']['total']}",
+             f"{job['attempts']}/{job['max_attempts']}", job["requester"] or "-",
+             stamp(_moment(job["created_at"]))) for job in found]  # fmt: skip
     headers = ("id", "name", "status", "progress", "attempts", "requester", "created")
     echo_table(headers, rows)
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 @click.command()
