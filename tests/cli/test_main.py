@@ -129,7 +129,7 @@ def test_indices_lists_the_catalog() -> None:
 
 def test_demo_runs_as_a_real_command(tmp_path: Path) -> None:
     madrone = Path(sys.executable).with_name("madrone")
-    done = subprocess.run([str(madrone), "demo", "-o", str(tmp_path / "demo")],
+    done = subprocess.run([str(madrone), "demo", "--no-serve", "-o", str(tmp_path / "demo")],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert str(tmp_path / "demo") in done.stdout

@@ -114,9 +114,17 @@ def process(
 @click.option("--output", "-o", "output_dir", help="Output folder (default: ./madrone-demo).")
 @click.option("--workers", type=int, help="Local processes (default: all cores).")
 @click.option("--quiet", "-q", is_flag=True)
-def demo(output_dir: str | None, workers: int | None, quiet: bool) -> None:
+@click.option(
+    "--no-serve", is_flag=True, help="Stop after the products (for scripts): no map served."
+)
+@click.option(
+    "--port", type=int, default=8000, show_default=True, help="Port of the map on 127.0.0.1."
+)
+def demo(output_dir: str | None, workers: int | None, quiet: bool, no_serve: bool,
+         port: int) -> None:  # fmt: skip
     """NDVI and NDSI of a real Sentinel-2 scene bundled with madrone, then an area request
-    (two corners) from the bundled sample mosaic."""
+    (two corners) from the bundled sample mosaic; then the map with both on it, served on
+    http://127.0.0.1:PORT until Ctrl-C (the site is kept in OUTPUT/site)."""
     settings = Settings.from_env()
     scene = resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo"
     output_dir = output_dir or settings.output_dir
@@ -129,9 +137,14 @@ def demo(output_dir: str | None, workers: int | None, quiet: bool) -> None:
         corners=SAMPLE_CORNERS, indices=["ndvi", "ndsi"], output_dir=output_dir,
         name="demo_mosaic_T29RKH_20200219",
     )  # fmt: skip
-    print_summary(run_with_progress(area, workers, quiet))
+    area_result = run_with_progress(area, workers, quiet)
+    print_summary(area_result)
     for name in ("demo_T18SVG_20160112_ndvi.png", "demo_mosaic_T29RKH_20200219_ndvi.png"):
         click.echo(f"open {os.path.join(result.output_dir, name)} to look")
+    if not no_serve:
+        from madrone.cli.demo import serve_site
+
+        serve_site(settings, [(spec, result), (area, area_result)], output_dir, port)
 
 
 @cli.command(name="indices")
