@@ -455,7 +455,9 @@
 
   // Make the map what a hash says: view, layers (fetched by id), visibility, opacity, order
   // and swipe. Layers the hash does not list are removed.
+  let hashesApplied = 0;
   async function applyHash(hash) {
+    hashesApplied += 1;
     const state = parseHash(hash);
     restoring = true;
     try {
@@ -523,8 +525,10 @@
     if (!hasView && !storedView() && !layers.length) {
       // A first visit: show where the catalog's datasets are.
       try {
+        const applied = hashesApplied;
         const found = await api("GET", "/api/datasets?limit=50");
-        if (found.datasets.length) zoomTo(found.datasets);
+        // unless a new hash (a link followed meanwhile) has set the view
+        if (found.datasets.length && applied === hashesApplied) zoomTo(found.datasets);
       } catch (error) {
         say("catalog-status", error.message, true);
       }
