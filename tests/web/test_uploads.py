@@ -181,13 +181,13 @@ def test_a_million_vertices_are_refused_fast(site: Site) -> None:
     count = 1_000_001
     coordinates = ",".join(["[1.5,2.5]"] * count)
     line = f'{{"type":"LineString","coordinates":[{coordinates}]}}'.encode()
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the machine's load from others does not count
     response = site.upload(file=a_file(line, "huge.geojson"))
-    elapsed = time.monotonic() - started
+    elapsed = time.process_time() - started
     assert response.status_code == 422
     message = response.get_json()["error"]["message"]
     assert "huge.geojson" in message and "1,000,001 vertices" in message
-    assert elapsed < 20, elapsed
+    assert elapsed < 10, elapsed
     site.assert_nothing_left()
 
 
