@@ -18,7 +18,7 @@
     if (schema.$ref) return refName(schema.$ref);
     if (schema.oneOf) return schema.oneOf.map(schemaText).join(" | ");
     if (schema.type === "array") return `array of ${schemaText(schema.items || {})}`;
-    return schema.type || "object";
+    return schema.format ? `${schema.type} (${schema.format})` : schema.type || "object";
   }
 
   function resolve(doc, item) {
@@ -76,7 +76,7 @@
       el("p", {}, operation.summary || ""),
       operation.description ? el("p", { class: "apidocs-description" }, operation.description) : null,
       parametersTable(operation.parameters || []),
-      requestBody(doc, resolve(doc, operation.requestBody)),
+      operation.requestBody ? requestBody(doc, resolve(doc, operation.requestBody)) : null,
       responses(doc, operation.responses));
   }
 
