@@ -151,13 +151,24 @@ class TileCutter:
         return chosen
 
 
-def _spread(coarse: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of a 17 x 17 grid to 256 x 256 (grid ends at pixel centres)."""
+def _spread_weights() -> np.ndarray:
+    """The 256 x 17 matrix of linear interpolation weights from grid points to pixels."""
     position = np.linspace(0.0, _GRID - 1, TILE_SIZE)
     low = np.clip(np.floor(position).astype(np.int64), 0, _GRID - 2)
     weight = position - low
-    rows = coarse[low] * (1 - weight)[:, None] + coarse[low + 1] * weight[:, None]
-    return rows[:, low] * (1 - weight)[None, :] + rows[:, low + 1] * weight[None, :]
+    matrix = np.zeros((TILE_SIZE, _GRID))
+    matrix[np.arange(TILE_SIZE), low] = 1 - weight
+    matrix[np.arange(TILE_SIZE), low + 1] += weight
+    return matrix
+
+
+_WEIGHTS = _spread_weights()
+
+
+def _spread(coarse: np.ndarray) -> np.ndarray:
+    """Bilinear interpolation of a 17 x 17 grid to 256 x 256 (grid ends at pixel centres),
+    as two small matrix products."""
+    return _WEIGHTS @ coarse @ _WEIGHTS.T
 
 
 _cache: OrderedDict[tuple[str, str], TileCutter] = OrderedDict()
