@@ -13,6 +13,20 @@ from tests.support.postgres import PostgresServer, postgres_cluster
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A data folder of the run's own (``XDG_DATA_HOME``): the default catalog, storage and
+    web key of anything a test starts land there, never in the real user's."""
+    before = os.environ.get("XDG_DATA_HOME")
+    home = tmp_path_factory.mktemp("xdg-data")
+    os.environ["XDG_DATA_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real Sentinel-2 data folder; a missing folder fails the run, it never skips."""

@@ -78,3 +78,20 @@ def test_public_read_opens_reads_only(catalog) -> None:
     client = make_app(catalog, public_read=1).test_client()
     assert client.get("/api/_read").get_json() == {"user": None}
     assert client.post("/api/_write").status_code == 401
+
+
+def test_a_central_catalog_equal_to_the_apps_own_is_not_a_second_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'team.sqlite'}"
+    same = create_app(Settings(db_url=url, central_db_url=url, public_read=1))
+    other = create_app(Settings(db_url=url, central_db_url=f"sqlite:///{tmp_path / 'c.sqlite'}",
+                                public_read=1))  # fmt: skip
+    try:
+        assert same.config["MADRONE_CENTRAL_CATALOG"] is None
+        assert other.config["MADRONE_CENTRAL_CATALOG"] is not None
+        assert same.test_client().get("/api/me").get_json()["central"] is False
+        assert other.test_client().get("/api/me").get_json()["central"] is True
+    finally:
+        for app in (same, other):
+            app.config["MADRONE_CATALOG"].dispose()
+            if app.config["MADRONE_CENTRAL_CATALOG"] is not None:
+                app.config["MADRONE_CENTRAL_CATALOG"].dispose()

@@ -44,7 +44,7 @@ def create_app(
     app = Flask(__name__)
     app.config["MADRONE_SETTINGS"] = settings
     app.config["MADRONE_CATALOG"] = catalog or Catalog(default_db_url(settings))
-    if central_catalog is None and settings.central_db_url:
+    if central_catalog is None and _separate_central(settings):
         central_catalog = Catalog(settings.central_db_url)
     app.config["MADRONE_CENTRAL_CATALOG"] = central_catalog
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_mb * 1024 * 1024
@@ -64,6 +64,12 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.blueprint, url_prefix="/api")
     app.register_blueprint(stac.blueprint, url_prefix="/stac")
     app.register_blueprint(tiles.blueprint, url_prefix="/tiles")
+
+
+def _separate_central(settings: Settings) -> bool:
+    """Whether the settings name a central catalog other than the app's own (a site whose
+    app serves the team's catalog itself, as compose.yaml does, has nothing to share to)."""
+    return bool(settings.central_db_url) and settings.central_db_url != default_db_url(settings)
 
 
 def app_catalog() -> Catalog:
