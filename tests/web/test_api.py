@@ -24,6 +24,7 @@ from madrone.config import Settings
 from madrone.sources.mosaic import SAMPLE_CORNERS, sample_mosaic
 from madrone.storage import Storage
 from madrone.web import create_app
+from madrone.web.api import safe_filename
 
 DEMO_SCENE = str(resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo")
 
@@ -424,7 +425,7 @@ def test_an_asset_is_downloaded_as_an_attachment(site: TeamApi) -> None:
     response = site.call("GET", f"/datasets/{dataset_id}/assets/data", "vic")
     assert response.status_code == 200
     assert response.mimetype == "image/tiff"
-    assert response.headers["Content-Disposition"] == "attachment; filename=band-4-red-gasp.tif"
+    assert response.headers["Content-Disposition"] == "attachment; filename=band-4-red-gaspe.tif"
     with Storage.from_settings(site.settings) as storage:
         href = site.call("GET", f"/datasets/{dataset_id}", "vic").get_json()["assets"]["data"]
         with storage.open(href["href"]) as handle:
@@ -506,3 +507,17 @@ def test_values_at_a_point(site: TeamApi) -> None:
     bad = site.call("GET", f"/values?lon=200&lat=10&ids={raster}", "vic")
     assert bad.status_code == 400
     assert "lon" in bad.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "extension", "filename"),
+    [
+        ("../../etc/passwd", ".tif", "etc-passwd.tif"),
+        ('<script>alert("x")</script>', ".png", "script-alert-x-script.png"),
+        ("日本", ".json", "dataset.json"),
+        ("Crème brûlée NDVI", ".TIF", "creme-brulee-ndvi.tif"),
+        ("name", "/../x", "name"),
+    ],
+)
+def test_download_names_are_slugs(name: str, extension: str, filename: str) -> None:
+    assert safe_filename(name, extension) == filename

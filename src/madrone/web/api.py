@@ -14,6 +14,7 @@ import math
 import mimetypes
 import posixpath
 import re
+import unicodedata
 from dataclasses import replace
 from typing import Any
 
@@ -396,11 +397,12 @@ def check_request_rights(body: dict[str, Any], user: User | None) -> None:
 
 
 def safe_filename(name: str, extension: str) -> str:
-    """A download's file name: the dataset name as a slug (ASCII letters, digits, ``-``)
-    and the extension, never a path."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80].strip("-") or "dataset"
-    extension = re.sub(r"[^a-z0-9.]", "", extension.lower())[:10]
-    return slug + (extension if extension.startswith(".") and len(extension) > 1 else "")
+    """A download's file name: the dataset name as a slug (ASCII letters, digits, ``-``;
+    accents dropped) and the extension, never a path."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:80].strip("-") or "dataset"
+    extension = extension.lower()
+    return slug + (extension if re.fullmatch(r"\.[a-z0-9]{1,9}", extension) else "")
 
 
 def _json_body() -> dict[str, Any]:
