@@ -123,12 +123,17 @@
   async function fillLegend(layer) {
     const box = layer.legendBox;
     box.replaceChildren();
+    if (layer.dataset.kind === "point") {
+      box.append(el("img", { class: "swatch-marker", src: `${L.Icon.Default.prototype.options.imagePath}marker-icon.png`,
+        alt: "" }), el("span", { class: "legend-label" }, "point"));
+      return;
+    }
     if (!isRaster(layer.dataset)) {
       const swatch = el("span", { class: "swatch" });
       swatch.style.background = layer.colour;
       if (layer.dataset.kind === "image") swatch.classList.add("swatch-image");
       box.append(swatch, el("span", { class: "legend-label" },
-        layer.dataset.kind === "image" ? "image" : layer.dataset.kind === "point" ? "point" : "shapes"));
+        layer.dataset.kind === "image" ? "image placed by its corners" : "shapes"));
       return;
     }
     try {
@@ -337,8 +342,10 @@
       }
     });
     document.getElementById("catalog-list").replaceChildren(...items);
+    const more = results.some((result) => result.status === "fulfilled" && result.value.next_cursor);
     if (problems.length) say("catalog-status", problems.join("; "), true);
-    else say("catalog-status", items.length ? "" : "No datasets in this view.");
+    else if (!items.length) say("catalog-status", "No datasets in this view.");
+    else say("catalog-status", more ? "The first 50 of each catalog: zoom in, or search on the Datasets page." : "");
     markCatalog();
   }
 
@@ -480,7 +487,10 @@
         layers.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id));
         renderLayers();
         emit("layers");
-        if (missing.length) say("map-status", `Some layers could not be shown: ${missing.join("; ")}`, true);
+        if (missing.length) {
+          say("map-status", `Some layers could not be shown: ${missing.join("; ")}`, true);
+          setTimeout(() => say("map-status", ""), 10000);
+        }
         if (!state.view && layers.length) zoomTo(layers.map((layer) => layer.dataset));
       }
       if (window.madroneMap.setSwipe) window.madroneMap.setSwipe(state.swipe);

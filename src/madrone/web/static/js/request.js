@@ -78,6 +78,13 @@
     }
     setCorners(layer.getBounds());
     describeArea();
+    say("request-errors", "");
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !map.pm.globalDrawModeEnabled()) return;
+    map.pm.disableDraw();
+    say("request-errors", "");
   });
 
   function draw(shape) {
@@ -216,9 +223,25 @@
       el("progress", { class: "job-progress", max: "1", value: "0" }),
       el("div", { class: "job-foot" },
         el("span", { class: "job-count" }),
-        el("span", { class: "job-eta" })),
+        el("span", { class: "job-eta" }),
+        mayCancel(job) ? el("button", { type: "button", class: "link job-cancel",
+          onclick: (event) => cancel(job.id, event.target) }, "Cancel") : null),
       el("div", { class: "job-error error", role: "alert" }));
     return item;
+  }
+
+  function mayCancel(job) {
+    return user.may("editor") && (user.role === "admin" || job.requester === user.name);
+  }
+
+  async function cancel(id, control) {
+    control.disabled = true;
+    try {
+      track(await api("POST", `/api/jobs/${encodeURIComponent(id)}/cancel`));
+    } catch (error) {
+      jobs.get(id).item.querySelector(".job-error").textContent = error.message;
+      control.disabled = false;
+    }
   }
 
   function renderJob(entry) {
@@ -231,6 +254,8 @@
     bar.value = job.status === "succeeded" ? (total || 1) : (done || 0);
     item.querySelector(".job-count").textContent = total ? `${done} of ${total} tiles` : "";
     item.querySelector(".job-eta").textContent = eta(job);
+    const cancelButton = item.querySelector(".job-cancel");
+    if (cancelButton) cancelButton.classList.toggle("hidden", FINAL.has(job.status) || job.cancel_requested);
     const errors = job.errors || [];
     const last = errors[errors.length - 1];
     const message = last && typeof last === "object" ? last.message : last;
