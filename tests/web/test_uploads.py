@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from madrone.catalog.users import add_user, create_token
 from madrone.config import Settings
 from madrone.storage import Storage
 from madrone.web import create_app
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, create_bucket, list_objects, moto_s3
 
 LIMIT_MB = 20
 B04 = Path("/work/shared/data/sentinel2/L1C_T19UDP_20170729_900m/B04.tif")
@@ -39,7 +41,7 @@ class Site:
 
     def __init__(self, root: Path, **settings: Any) -> None:
         self.root = root
-        self.settings = Settings(storage_url=str(root / "storage"), **settings)
+        self.settings = Settings(**{"storage_url": str(root / "storage"), **settings})
         self.catalog = Catalog(f"sqlite:///{root / 'catalog.sqlite'}", upgrade=True)
         self.client = create_app(self.settings, catalog=self.catalog).test_client()
         self.tokens = {}
@@ -239,3 +241,46 @@ def test_who_may_upload(site: Site) -> None:
     assert empty.status_code == 422
     assert "empty.tif: the file is empty" in empty.get_json()["error"]["message"]
     site.assert_nothing_left()
+
+
+def test_upload_download_and_delete_on_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same path with the app's storage in a bucket of moto's S3 server."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    with moto_s3() as endpoint:
+        bucket = f"madrone-{uuid.uuid4().hex[:12]}"
+        create_bucket(endpoint, bucket)
+        options = json.dumps({"client_kwargs": {"endpoint_url": endpoint}})
+        site = Site(tmp_path, storage_url=f"s3://{bucket}/p", storage_options=options)
+        try:
+            refused = site.upload(file=a_file(b"<html></html>", "page.tif"))
+            assert refused.status_code == 422
+            assert list_objects(endpoint, bucket) == {}
+            created = site.upload(file=a_file(B04.read_bytes(), "b4.tif"), name="b4")
+            assert created.status_code == 201, created.get_json()
+            dataset = created.get_json()
+            assert list(list_objects(endpoint, bucket)) == [f"p/datasets/{dataset['id']}/data.tif"]
+            headers = {"Authorization": f"Bearer {site.tokens['vic']}"}
+            download = site.client.get(f"/api/datasets/{dataset['id']}/assets/data",
+                                       headers=headers)  # fmt: skip
+            assert download.status_code == 200
+            assert download.headers["Content-Disposition"] == "attachment; filename=b4.tif"
+            href = dataset["assets"]["data"]["href"]
+            with Storage.from_settings(site.settings) as storage, storage.open(href) as handle:
+                assert download.data == handle.read()
+            download.close()
+            editor = {"Authorization": f"Bearer {site.tokens['eve']}"}
+            deleted = site.client.delete(f"/api/datasets/{dataset['id']}", headers=editor)
+            assert deleted.status_code == 200
+            assert list_objects(endpoint, bucket) == {}
+            assert site.rows() == []
+        finally:
+            site.catalog.dispose()
