@@ -410,7 +410,7 @@
   function hashText() {
     const centre = map.getCenter();
     const zoom = map.getZoom();
-    const digits = Math.max(4, Math.ceil(Math.log10(2 ** zoom)) + 1);
+    const digits = Math.max(5, Math.ceil(Math.log10(2 ** zoom)) + 2);
     const parts = [`map=${zoom}/${centre.lat.toFixed(digits)}/${centre.lng.toFixed(digits)}`];
     if (layers.length) {
       const listed = layers.map((layer) => {

@@ -344,13 +344,22 @@
   async function loadChoices() {
     try {
       const found = await api("GET", "/api/indices");
+      // Values in lower case (the engine reads names without regard to case) unless two
+      // names differ only by case (BAI and BaI), which keep their own spelling.
+      const counts = new Map();
+      for (const index of found.indices) {
+        const key = index.name.toLowerCase();
+        counts.set(key, (counts.get(key) || 0) + 1);
+      }
+      const valueOf = (name) => (counts.get(name.toLowerCase()) === 1 ? name.toLowerCase() : name);
       const options = found.indices.map((index) => el("option",
-        { value: index.name, title: index.long_name || "" },
+        { value: valueOf(index.name), title: index.long_name || "" },
         index.long_name ? `${index.name} (${index.long_name})` : index.name));
       if (options.length) {
+        const chosen = fields.index.value;
         fields.index.replaceChildren(...options);
-        const names = found.indices.map((index) => index.name);
-        fields.index.value = names.includes("ndvi") ? "ndvi" : names.find((n) => n.toLowerCase() === "ndvi") || names[0];
+        fields.index.value = chosen;
+        if (!fields.index.value) fields.index.value = options[0].value;
       }
     } catch (error) {
       // keep the built-in ndvi choice
