@@ -186,13 +186,14 @@
 
   function renderLayers() {
     const list = document.getElementById("layers");
-    list.replaceChildren(...layers.slice().reverse().map((layer) => layer.item));
-    document.getElementById("layers-empty").classList.toggle("hidden", layers.length > 0);
+    const shown = layers.filter((layer) => layer.item); // not those still loading
+    list.replaceChildren(...shown.slice().reverse().map((layer) => layer.item));
+    document.getElementById("layers-empty").classList.toggle("hidden", shown.length > 0);
     layers.forEach((layer, index) => {
       layer.paneElement.style.zIndex = String(FIRST_PANE_Z + index);
-      const item = layer.item;
-      item.querySelector(".layer-up").disabled = index === layers.length - 1;
-      item.querySelector(".layer-down").disabled = index === 0;
+      if (!layer.item) return;
+      layer.item.querySelector(".layer-up").disabled = index === layers.length - 1;
+      layer.item.querySelector(".layer-down").disabled = index === 0;
     });
     markCatalog();
   }
@@ -204,6 +205,7 @@
   }
 
   function setVisible(layer, visible) {
+    if (!layer.leaflet) return; // still loading
     layer.visible = visible;
     layer.item.querySelector(".layer-visible").checked = visible;
     layer.item.classList.toggle("off", !visible);
@@ -216,7 +218,7 @@
   function setOpacity(layer, opacity) {
     layer.opacity = Math.min(1, Math.max(0, opacity));
     layer.paneElement.style.opacity = String(layer.opacity);
-    layer.item.querySelector(".layer-opacity").value = String(layer.opacity);
+    if (layer.item) layer.item.querySelector(".layer-opacity").value = String(layer.opacity);
     writeHash();
   }
 
