@@ -193,14 +193,15 @@ def start_serve(env: dict[str, str], root: Path) -> tuple[subprocess.Popen, str,
 
 
 def add_admin(env: dict[str, str]) -> tuple[str | None, str]:
-    """Add the admin with a password when the CLI can set one; (password or None, why)."""
-    help_text = run_cli(env, "user", "add", "--help")
-    if "--password-stdin" not in help_text:
+    """Add the admin with a password through the CLI; (password or None, why not)."""
+    args = [MADRONE, "user", "add", ADMIN, "--role", "admin", "--password-stdin"]
+    done = subprocess.run(
+        args, env=env, input=PASSWORD, capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0 and "--password-stdin" in done.stderr:
         run_cli(env, "user", "add", ADMIN, "--role", "admin")
-        return None, (
-            "no way to give a user a password: `madrone user add` has no --password-stdin"
-        )
-    run_cli(env, "user", "add", ADMIN, "--role", "admin", "--password-stdin", stdin=PASSWORD)
+        return None, f"no way to give a user a password: {done.stderr.strip()}"
+    assert done.returncode == 0, f"madrone user add: {done.stderr}"
     return PASSWORD, ""
 
 
