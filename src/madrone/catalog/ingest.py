@@ -64,11 +64,11 @@ def add_file(
     raster with a CRS. ``corners`` are upper-left lat, lon then lower-right lat, lon."""
     path = _existing_file(path)
     common = {"name": name, "description": description, "owner": owner, "scope": scope}
-    if _looks_like_json(path):
+    if looks_like_json(path):
         if corners is not None:
             raise InputError(f"{path}: GeoJSON carries its own coordinates; give no corners")
         return add_geojson(catalog, storage, path, **common)
-    with _open_raster(path) as dataset:
+    with open_raster(path) as dataset:
         driver, has_crs = dataset.driver, dataset.crs is not None
     if corners is not None or (driver in IMAGE_ASSETS and not has_crs):
         return add_image(catalog, storage, path, corners=corners, **common)
@@ -95,7 +95,7 @@ def add_raster(
     """
     about = _about(name, description, owner, scope)
     path = _existing_file(path)
-    with _open_raster(path) as source:
+    with open_raster(path) as source:
         if source.crs is None:
             raise InputError(
                 f"{path}: the raster has no CRS, so its place is unknown; give its corners "
@@ -266,7 +266,7 @@ def add_image(
         raise InputError(
             f"{path}: an image needs its corners (upper-left lat,lon and lower-right lat,lon)"
         )
-    with _open_raster(path) as source:
+    with open_raster(path) as source:
         driver, width, height, bands = source.driver, source.width, source.height, source.count
     if driver not in IMAGE_ASSETS:
         raise InputError(
@@ -461,7 +461,7 @@ def _existing_file(path: str | os.PathLike[str]) -> str:
     return text
 
 
-def _looks_like_json(path: str) -> bool:
+def looks_like_json(path: str) -> bool:
     """Whether the file starts like a JSON object or array (after a BOM and blanks)."""
     with open(path, "rb") as handle:
         head = handle.read(4096)
@@ -469,7 +469,7 @@ def _looks_like_json(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def _open_raster(path: str) -> Iterator[Any]:
+def open_raster(path: str) -> Iterator[Any]:
     """Open a file as a raster, refusing formats that pull in other files or URLs."""
     try:
         with _quiet_gdal(), rasterio.open(path) as source:

@@ -111,9 +111,9 @@ def default_name(shown: str) -> str:
 
 def _check_placed(path: str) -> None:
     """A raster with no CRS needs its corners: ask for them before anything is stored."""
-    if ingest._looks_like_json(path):
+    if ingest.looks_like_json(path):
         return
-    with ingest._open_raster(path) as source:
+    with ingest.open_raster(path) as source:
         if source.crs is None:
             raise CornersNeeded(
                 f"{path}: the image has no georeferencing; give its corners "
