@@ -1,14 +1,16 @@
 """End-to-end harness: a real ``madrone serve`` (web app and master on the local pool) on a
-free port of 127.0.0.1 with its own catalogs and storage, one real NDVI product made by the
-engine, and headless Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright).
+free port of 127.0.0.1 with its own catalogs and storage, real NDVI and NDWI products made by
+the engine from the bundled demo scene, and headless Chromium (Debian's ``/usr/bin/chromium``
+driven by Playwright).
 
-One server and one product serve the whole session; every test gets a fresh browser context
+One server and its products serve the whole session; every test gets a fresh browser context
 (no cookies) of 1280 x 800 whose page errors fail it. Without ``/usr/bin/chromium`` every
 test here is skipped, saying so; CI installs it (``make system-packages``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -27,10 +29,12 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 from rasterio.warp import transform as warp_transform
 
 from madrone.catalog.db import Catalog
 from madrone.catalog.users import create_token
+from madrone.products.render import colorize, style_for
 from madrone.storage import Storage
 from tests.support.processes import stop
 
@@ -76,7 +80,8 @@ class Site:
     password_note: str
     storage_url: str
     central_storage_url: str
-    product: dict[str, Any] = field(default_factory=dict)
+    product: dict[str, Any] = field(default_factory=dict)  # the NDVI of the demo scene
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)  # NDVI and NDWI
 
     def api(
         self, method: str, path: str, body: Any = None, token: str | None = "admin"
@@ -241,13 +246,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         central_storage_url=env["MADRONE_CENTRAL_STORAGE_URL"],
     )
     try:
-        status, job = site.api(
-            "POST", "/api/jobs", {"sources": [str(DEMO_SCENE)], "indices": ["ndvi"], "name": "demo"}
-        )
+        body = {"sources": [str(DEMO_SCENE)], "indices": ["ndvi", "ndwi"], "name": "demo"}
+        status, job = site.api("POST", "/api/jobs", body)
         assert status == 201, job
         job = site.wait_for_job(job["id"])
         assert job["status"] == "succeeded", job["errors"]
-        site.product = site.dataset(job["dataset_id"])
+        status, found = site.api("GET", f"/api/datasets?job={job['id']}")
+        assert status == 200, found
+        site.products = {dataset["index"]: dataset for dataset in found["datasets"]}
+        assert sorted(site.products) == ["NDVI", "NDWI"], found
+        site.product = site.products["NDVI"]
         yield site
     finally:
         code, _, _ = stop(process)
@@ -404,6 +412,37 @@ def raster_values(path: str, lonlats: list[tuple[float, float]]) -> np.ndarray:
             if 0 <= row < ds.height and 0 <= col < ds.width and not band.mask[row, col]:
                 values[i] = float(band[row, col])
     return values
+
+
+def product_colours(site: Site, dataset: dict[str, Any], lonlats: list[Any]) -> np.ndarray:
+    """The RGB (n, 3) an index product's style gives its COG's values at WGS84 points."""
+    values = raster_values(site.raster_path(dataset), lonlats)
+    assert np.isfinite(values).all(), "a point is outside the product or on nodata"
+    style = style_for(dataset["index"], None)
+    return colorize(values.astype(np.float32)[np.newaxis, :], style)[:3, 0, :].T
+
+
+def screenshot(tab: Any) -> np.ndarray:
+    """The page as an RGB array (rows, cols, 3) of int16, ready for differences."""
+    image = Image.open(io.BytesIO(tab.screenshot())).convert("RGB")
+    return np.asarray(image).astype(np.int16)
+
+
+def inner_points(dataset: dict[str, Any], view: MapView, count: int = 15) -> list[tuple[int, int]]:
+    """Screen pixels on a grid inside the product's bbox (inset 15%), inside the map box."""
+    west, south, east, north = dataset["bbox"]
+    points = []
+    for fy in np.linspace(0.15, 0.85, count):
+        for fx in np.linspace(0.15, 0.85, count):
+            lon, lat = west + fx * (east - west), south + fy * (north - south)
+            x, y = view.to_screen(lon, lat)
+            if view.contains(x, y):
+                points.append((int(x), int(y)))
+    return points
+
+
+def pixels(image: np.ndarray, points: list[tuple[int, int]]) -> np.ndarray:
+    return np.array([image[y, x] for x, y in points], dtype=np.int16)
 
 
 def open_map(tab: Any, lat: float, lon: float, zoom: int, layers: str | None = None) -> None:

@@ -5,7 +5,6 @@ MADRONE_WRITE_SCREENSHOT=1 or when the file is missing, so a CI run leaves the t
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -14,14 +13,17 @@ import rasterio
 from PIL import Image
 from rasterio.warp import transform as warp_transform
 
-from madrone.products.render import colorize, lookup_table, style_for
+from madrone.products.render import lookup_table, style_for
 from tests.web.e2e.conftest import (
     SCREENSHOT,
     MapView,
     Site,
     env_flag,
+    inner_points,
     open_map,
-    raster_values,
+    pixels,
+    product_colours,
+    screenshot,
     wait_for_tiles,
 )
 
@@ -35,24 +37,6 @@ def hex_colour(rgb: Any) -> str:
 def centre_of(dataset: dict[str, Any]) -> tuple[float, float]:
     west, south, east, north = dataset["bbox"]
     return (west + east) / 2, (south + north) / 2
-
-
-def screenshot(tab: Any) -> np.ndarray:
-    """The page as an RGB array (rows, cols, 3)."""
-    return np.asarray(Image.open(io.BytesIO(tab.screenshot())).convert("RGB"))
-
-
-def inner_points(dataset: dict[str, Any], view: MapView, count: int = 15) -> list[tuple[int, int]]:
-    """Screen pixels on a grid inside the product's bbox (inset 15%), inside the map box."""
-    west, south, east, north = dataset["bbox"]
-    points = []
-    for fy in np.linspace(0.15, 0.85, count):
-        for fx in np.linspace(0.15, 0.85, count):
-            lon, lat = west + fx * (east - west), south + fy * (north - south)
-            x, y = view.to_screen(lon, lat)
-            if view.contains(x, y):
-                points.append((int(x), int(y)))
-    return points
 
 
 def test_product_tiles_carry_the_colormap(
@@ -87,7 +71,7 @@ def test_product_tiles_carry_the_colormap(
     image = screenshot(page)
     if env_flag("MADRONE_WRITE_SCREENSHOT") or not SCREENSHOT.exists():
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(SCREENSHOT, optimize=True)
+        Image.fromarray(image.astype(np.uint8)).save(SCREENSHOT, optimize=True)
     assert image.shape == (800, 1280, 3)
 
     # Every sampled screen pixel inside the footprint is the colour the product's style gives
@@ -96,11 +80,9 @@ def test_product_tiles_carry_the_colormap(
     points = inner_points(product, view)
     assert len(points) > 100, "the product's footprint is not on the map at this view"
     lonlats = [view.to_lonlat(x + 0.5, y + 0.5) for x, y in points]
-    values = raster_values(site.raster_path(product), lonlats)
-    assert np.isfinite(values).all()
-    expected = colorize(values.astype(np.float32)[np.newaxis, :], style)[:3, 0, :].T
-    seen = np.array([image[y, x] for x, y in points], dtype=np.int16)
-    difference = np.abs(seen - expected.astype(np.int16)).max(axis=1)
+    expected = product_colours(site, product, lonlats)
+    seen = pixels(image, points)
+    difference = np.abs(seen - expected).max(axis=1)
     matched = np.mean(difference <= 1)
     assert matched >= 0.95, (
         f"only {matched:.0%} of {len(points)} pixels in the footprint have the colour of the "
