@@ -140,7 +140,8 @@
       const type = error.body && error.body.error ? error.body.error.type : "";
       if (type === "CornersNeeded") {
         showCorners(true);
-        show("upload-status", true, `${error.message} Enter its corners below and upload again.`);
+        const message = /[.!?]$/.test(error.message) ? error.message : `${error.message}.`;
+        show("upload-status", true, `${message} Enter its corners below and upload again.`);
         document.getElementById(CORNER_FIELDS[0].id).focus();
       } else {
         show("upload-status", true, error.message);
