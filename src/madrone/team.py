@@ -11,7 +11,9 @@ import contextlib
 import getpass
 import json
 import os
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -102,17 +104,27 @@ def submit(
     from madrone.engine.plan import plan
 
     settings = settings or Settings.from_env()
-    spec = replace(absolute_paths(spec), output_dir=".", name=name or spec.name)
+    prefix = spec.name or (product_name(name) if name else None)
+    spec = replace(absolute_paths(spec), output_dir=".", name=prefix)
     checked = plan(spec, settings=settings)
     kind = "mosaic" if spec.area is not None else "process"
     return queue_for(catalog, settings).submit(
         _as_stored(spec.to_dict()),
         kind=kind,
-        name=spec.name or checked.name,
+        name=name or spec.name or checked.name,
         requester=requester or current_user(settings),
         priority=priority,
         idempotency_key=idempotency_key,
     )
+
+
+def product_name(name: str) -> str:
+    """The products' file prefix for a request's free-text name: ASCII letters, digits,
+    ``.``, ``_`` and ``-`` (accents dropped, anything else ``_``), never a path; the job
+    keeps the name as typed."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._-")[:80].strip("._-")
+    return prefix or "request"
 
 
 def absolute_paths(spec: JobSpec) -> JobSpec:

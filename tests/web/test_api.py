@@ -521,3 +521,22 @@ def test_values_at_a_point(site: TeamApi) -> None:
 )
 def test_download_names_are_slugs(name: str, extension: str, filename: str) -> None:
     assert safe_filename(name, extension) == filename
+
+
+def test_a_free_text_job_name_runs_under_a_safe_product_prefix(api: Api, tmp_path: Path) -> None:
+    from madrone.service import Master
+
+    name = "ré/../test <b>area</b>"
+    response = api.call("POST", "/jobs", "eve", json=sample_request(name=name))
+    assert response.status_code == 201
+    job = response.get_json()
+    assert job["name"] == name and job["spec"]["name"] == "re_.._test_b_area_b"
+    storage = Storage.from_settings(api.settings)
+    master = Master(api.catalog, storage, api.settings, work_dir=str(tmp_path / "work"))
+    assert master.run_next()
+    done = api.call("GET", f"/jobs/{job['id']}", "vic").get_json()
+    assert done["status"] == "succeeded", done["errors"]
+    dataset = api.call("GET", f"/datasets?job={job['id']}", "vic").get_json()["datasets"][0]
+    cog = dataset["assets"]["cog"]["href"]
+    assert cog.endswith("/re_.._test_b_area_b_ndvi.tif")
+    assert Path(cog.removeprefix("file://")).is_relative_to(tmp_path / "storage")

@@ -364,8 +364,6 @@ def request_spec(body: dict[str, Any], user: User | None = None) -> tuple[Any, d
     options = {key: value for key, value in body.items() if key in fields and value is not None}
     if isinstance(options.get("indices"), str):
         options["indices"] = [part.strip() for part in options["indices"].split(",")]
-    if "name" in common:
-        options["name"] = common["name"]
     if "sources" in body:
         return build_spec(options.pop("sources"), **options), common
     return build_mosaic_spec(**options), common
