@@ -1,17 +1,18 @@
 """Commands: process, demo, indices. Errors map to exit codes here and only here:
-0 ok, 2 bad input or usage (any MadroneError), 1 internal error, 143 stopped by SIGTERM."""
+0 ok, 2 bad input or usage (any MadroneError), 1 internal error, 143 stopped by SIGTERM.
+
+The engine (rasterio, numpy, matplotlib) loads only when a command that computes runs:
+``madrone --help`` and argument parsing stay light (tests/cli/test_startup.py)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from importlib import resources
 
 import click
 
 from madrone import __version__
-from madrone.api import build_mosaic_spec, build_spec
 from madrone.cli import cluster as cluster_commands
 from madrone.cli.mosaic import mosaic as mosaic_command
 from madrone.cli.options import (
@@ -25,10 +26,8 @@ from madrone.cli.options import (
 )
 from madrone.cli.report import execute, print_summary, run_with_progress
 from madrone.config import Settings
-from madrone.engine.spec import ALL_PRODUCTS
+from madrone.engine.vocabulary import ALL_PRODUCTS
 from madrone.errors import MadroneError
-from madrone.sources.mosaic import SAMPLE_CORNERS
-from madrone.sources.spec import SourceSpec
 
 
 class Terminated(SystemExit):
@@ -90,6 +89,9 @@ def process(
     sources, indices, expressions, bands, band_maps, dask_address, master_address, **options
 ) -> None:
     """Compute indices over SOURCES (band folders, SAFE folders or zips, STAC items, rasters)."""
+    from madrone.api import build_spec
+    from madrone.sources.spec import SourceSpec
+
     band_map = parse_band_map(band_maps)
     specs = [SourceSpec(path=s, band_map=band_map) for s in sources]
     if bands:
@@ -125,6 +127,11 @@ def demo(output_dir: str | None, workers: int | None, quiet: bool, no_serve: boo
     """NDVI and NDSI of a real Sentinel-2 scene bundled with madrone, then an area request
     (two corners) from the bundled sample mosaic; then the map with both on it, served on
     http://127.0.0.1:PORT until Ctrl-C (the site is kept in OUTPUT/site)."""
+    from importlib import resources
+
+    from madrone.api import build_mosaic_spec, build_spec
+    from madrone.sources.mosaic import SAMPLE_CORNERS
+
     settings = Settings.from_env()
     scene = resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo"
     output_dir = output_dir or settings.output_dir

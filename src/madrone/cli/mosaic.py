@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import click
 
-from madrone.api import MOSAIC_PRODUCTS, build_mosaic_spec
 from madrone.cli.options import (
     common_options,
     parse_band_map,
@@ -17,7 +16,7 @@ from madrone.cli.options import (
 )
 from madrone.cli.report import execute
 from madrone.config import Settings
-from madrone.engine.spec import COMPOSITE_METHODS
+from madrone.engine.vocabulary import COMPOSITE_METHODS, PRODUCT_KINDS
 
 
 @click.command()
@@ -43,11 +42,13 @@ from madrone.engine.spec import COMPOSITE_METHODS
     show_default=True,
     help="How solar days combine per pixel (first: least cloudy first).",
 )
-@common_options(MOSAIC_PRODUCTS, "How the source is resampled onto the output grid.")
+@common_options(PRODUCT_KINDS, "How the source is resampled onto the output grid.")
 def mosaic(
     indices, expressions, bands, band_maps, dask_address, master_address, workers, quiet, **options
 ) -> None:
     """Index mosaic of an area from a mosaic raster or a STAC catalog (dates combined)."""
+    from madrone.api import build_mosaic_spec
+
     index_names, parsed_expr = parse_indices(indices, expressions)
     spec = build_mosaic_spec(
         corners=options.pop("corners"),

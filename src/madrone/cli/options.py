@@ -61,7 +61,7 @@ def parse_expressions(values: tuple[str, ...]) -> dict[str, str]:
 def common_options(products: tuple[str, ...], resampling_help: str) -> Callable:
     """The options ``process`` and ``mosaic`` share: indices, band handling, radiometry
     overrides, masking, products, tiling and where to run."""
-    from madrone.engine.spec import RESAMPLING_METHODS
+    from madrone.engine.vocabulary import RESAMPLING_METHODS
 
     options = [
         click.option("--index", "-i", "indices", multiple=True, help="Indices, e.g. ndvi,ndsi."),

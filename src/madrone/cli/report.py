@@ -7,15 +7,17 @@ import contextlib
 import sys
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 import click
 
-from madrone.api import run, submit
 from madrone.config import Settings
-from madrone.engine.plan import Plan
-from madrone.engine.run import RunResult
-from madrone.engine.spec import JobSpec
 from madrone.errors import InputError
+
+if TYPE_CHECKING:
+    from madrone.engine.plan import Plan
+    from madrone.engine.run import RunResult
+    from madrone.engine.spec import JobSpec
 
 
 def run_with_progress(
@@ -23,6 +25,8 @@ def run_with_progress(
 ) -> RunResult:
     """Run a spec locally (or on a Dask scheduler) with a progress bar on a terminal; the
     run's warnings are printed as ``madrone: warning: ...``."""
+    from madrone.api import run
+
     show_bar = not quiet and sys.stderr.isatty()
     bar = None
     state = {"done": 0}
@@ -69,6 +73,8 @@ def describe_plan(plan: Plan) -> str:
 def submit_to_master(spec: JobSpec, master_address: str, quiet: bool) -> None:
     """Run a spec on a madrone master, with a progress bar on a terminal; print the
     products and the run's warnings."""
+    from madrone.api import submit
+
     bar = None
     if not quiet and sys.stderr.isatty():
         bar = click.progressbar(length=1, label="tiles", file=sys.stderr, show_pos=True)

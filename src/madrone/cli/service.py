@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from madrone.api import build_mosaic_spec, build_spec
 from madrone.catalog.vocabulary import FINAL_STATES, JOB_STATES
 from madrone.cli.catalog import (
     catalog_options,
@@ -45,13 +44,12 @@ from madrone.cli.options import (
 from madrone.cli.web import DEFAULT_PORT as DEFAULT_WEB_PORT
 from madrone.cli.web import WebServer, start_web
 from madrone.config import Settings
-from madrone.engine.spec import JobSpec
 from madrone.errors import InputError, MadroneError
 from madrone.lazy import lazy_module
-from madrone.sources.spec import SourceSpec
 
 if TYPE_CHECKING:
     from madrone.catalog.models import Job
+    from madrone.engine.spec import JobSpec
 
 team = lazy_module("madrone.team")
 queue = lazy_module("madrone.catalog.queue")
@@ -151,6 +149,9 @@ def submit(
 
 def request_spec(sources: tuple[str, ...], options: dict[str, Any], given: set[str]) -> JobSpec:
     """The JobSpec of a submit: process SOURCES (or --band files), else an area request."""
+    from madrone.api import build_mosaic_spec, build_spec
+    from madrone.sources.spec import SourceSpec
+
     indices, expressions = parse_indices(options["indices"], options["expressions"])
     bands = parse_pairs(options["bands"], "--band") if options["bands"] else None
     common = {

@@ -10,16 +10,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from madrone.area import Area
+from madrone.engine.vocabulary import (  # noqa: F401 (re-exported)
+    ALL_PRODUCTS,
+    COMPOSITE_METHODS,
+    PRODUCT_KINDS,
+    RESAMPLING_METHODS,
+)
 from madrone.sources.catalog import SearchSpec
 from madrone.sources.spec import SourceSpec
-
-ALL_PRODUCTS = ("cog", "png", "legend", "json")
-# "count": per index, a COG of how many valid observations (solar days) each pixel had.
-PRODUCT_KINDS = (*ALL_PRODUCTS, "count")
-RESAMPLING_METHODS = ("nearest", "bilinear", "cubic", "average")
-# How observations of different solar days combine per pixel: the first valid one (sources
-# in order; least cloudy first after a search), their median, or the day of highest NDVI.
-COMPOSITE_METHODS = ("first", "median", "max-ndvi")
 
 
 @dataclass(frozen=True)
