@@ -319,18 +319,42 @@ def page(browser: Any, site: Site, browser_log: BrowserLog) -> Iterator[Any]:
     assert not browser_log.unexpected(), f"console errors: {browser_log.unexpected()}"
 
 
-@pytest.fixture
-def login(site: Site) -> Callable[[Any], None]:
-    """Log a page in as the admin through the login form (skips when no password exists)."""
+def form_login(tab: Any, name: str, password: str) -> None:
+    """Log a page in through the login form; returns once the next page has loaded."""
+    tab.goto("/login")
+    tab.fill("#login-name", name)
+    tab.fill("#login-password", password)
+    with tab.expect_navigation():
+        tab.click("#login-submit")
 
-    def log_in(tab: Any, name: str = ADMIN, password: str | None = None) -> None:
+
+@pytest.fixture(scope="session")
+def admin_cookies(browser: Any, site: Site) -> list[dict[str, Any]]:
+    """The cookies of one login of the admin through the form, for the tests to share."""
+    if site.password is None:
+        return []
+    context = browser.new_context(base_url=site.url)
+    try:
+        tab = context.new_page()
+        form_login(tab, site.admin, site.password)
+        assert tab.locator("#who").count() == 1, f"the login form did not log in: {tab.url}"
+        return context.cookies()
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def login(site: Site, admin_cookies: list[dict[str, Any]]) -> Callable[..., None]:
+    """Log a page's context in as the admin (skips when no password can be set): with the
+    session's shared login, or ``fresh=True`` through the form for a session of its own."""
+
+    def log_in(tab: Any, fresh: bool = False) -> None:
         if site.password is None:
             pytest.skip(site.password_note)
-        tab.goto("/login")
-        tab.fill("#login-name", name)
-        tab.fill("#login-password", password or site.password)
-        with tab.expect_navigation():
-            tab.click("#login-submit")
+        if fresh:
+            form_login(tab, site.admin, site.password)
+        else:
+            tab.context.add_cookies(admin_cookies)
 
     return log_in
 
@@ -453,12 +477,12 @@ def open_map(tab: Any, lat: float, lon: float, zoom: int, layers: str | None = N
     tab.goto(f"/#{hash_text}")
     tab.wait_for_selector("#map")
     tab.wait_for_function(
-        """([zoom, lat, lon]) => {
+        """([zoom, lat, lon, pixel]) => {
             const found = /map=(\\d+)\\/([-\\d.]+)\\/([-\\d.]+)/.exec(location.hash);
-            return found && Number(found[1]) === zoom && Math.abs(found[2] - lat) < 1e-5
-                && Math.abs(found[3] - lon) < 1e-5;
+            return found && Number(found[1]) === zoom && Math.abs(found[2] - lat) < pixel
+                && Math.abs(found[3] - lon) < pixel;
         }""",
-        arg=[zoom, lat, lon],
+        arg=[zoom, lat, lon, 360 / (TILE * 2**zoom)],  # within a screen pixel
     )
 
 

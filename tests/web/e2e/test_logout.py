@@ -15,7 +15,7 @@ def test_logged_out_writes_are_refused_and_pages_ask_to_log_in(
     page: Any, site: Site, login: Callable[..., None], browser_log: Any
 ) -> None:
     browser_log.allow(r"status of 40[13]")
-    login(page)
+    login(page, fresh=True)  # a session of its own, ended here
     csrf = page.locator("meta[name=csrf-token]").get_attribute("content")
     assert csrf
     _, before = site.api("GET", "/api/jobs")
