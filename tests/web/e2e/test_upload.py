@@ -1,21 +1,24 @@
-"""Uploading a GeoTIFF through the upload page: it is listed in the local table, shared to
-the central catalog (then listed in the shared table), and drawn on the map as a grey ramp
-of its own values."""
+"""Uploading through the upload page: a GeoTIFF is listed in the local table, shared to the
+central catalog (then listed in the shared table) and drawn on the map as a grey ramp of its
+own values; an unplaced raster asks for corners; a PNG placed by corners is an image overlay
+there; the point form adds a point."""
 
 from __future__ import annotations
 
-import io
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import rasterio
+import rasterio.errors
 from PIL import Image
 from rasterio.transform import from_origin
 
-from tests.web.e2e.conftest import MapView, Site, raster_values, wait_for_tiles
+from tests.web.e2e.conftest import MapView, Site, raster_values, screenshot, wait_for_tiles
 
 NAME = "e2e gradient upload"
 COLUMNS, ROWS = 120, 90
@@ -85,7 +88,7 @@ def test_upload_list_share_and_draw_a_geotiff(
     xs = np.linspace(west + 0.1 * (east - west), east - 0.1 * (east - west), 9)
     points = [view.to_screen(lon, lat) for lon in xs]
     assert all(view.contains(*p) for p in points), "the dataset is not inside the map's view"
-    image = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB")).astype(int)
+    image = screenshot(page)
     seen = np.array([image[int(y), int(x)] for x, y in points])
     assert (seen[:, 0] == seen[:, 1]).all() and (seen[:, 1] == seen[:, 2]).all(), seen
     assert (np.diff(seen[:, 0]) > 0).all(), f"not brighter eastwards: {seen[:, 0]}"
@@ -100,3 +103,91 @@ def view_from_hash(tab: Any) -> MapView:
     assert found, f"no map= view in the hash {tab.url}"
     zoom, lat, lon = int(found[1]), float(found[2]), float(found[3])
     return MapView.of(tab, lon, lat, zoom)
+
+
+# An image placed by two corners (north-west of the demo product, clear of it).
+CORNERS = (37.78, -75.80, 37.74, -75.72)  # ul_lat, ul_lon, lr_lat, lr_lon
+
+
+def write_unplaced_tiff(path: Path) -> None:
+    """A GeoTIFF-looking file with no CRS and no transform: it needs corners."""
+    data = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
+    profile = {"driver": "GTiff", "width": 32, "height": 32, "count": 1, "dtype": "uint16"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(data, 1)
+
+
+def test_images_are_placed_by_corners(
+    page: Any, site: Site, login: Callable[..., None], tmp_path: Path, browser_log: Any
+) -> None:
+    """A raster without georeferencing: the server asks for corners (the page shows the
+    fieldset and the message). A PNG: the page asks up front; placed, it is an image overlay
+    whose box on the map is its corners', west half red and east half blue as drawn."""
+    browser_log.allow(r"status of 422")
+    unplaced = tmp_path / "unplaced.tif"
+    write_unplaced_tiff(unplaced)
+    login(page)
+    page.goto("/upload")
+    assert page.locator("#upload-corners").is_hidden()
+    page.set_input_files("#upload-file", str(unplaced))
+    page.click("#upload-submit")
+    page.locator("#upload-status.error").wait_for()
+    assert "corners" in page.locator("#upload-status").inner_text().lower()
+    assert page.locator("#upload-corners").is_visible()
+    assert not site.api("GET", "/api/datasets?q=unplaced")[1]["datasets"]
+
+    photo = tmp_path / "photo.png"
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:, :40] = (200, 30, 30)
+    pixels[:, 40:] = (30, 30, 200)
+    Image.fromarray(pixels).save(photo)
+    page.goto("/upload")
+    page.set_input_files("#upload-file", str(photo))
+    assert page.locator("#upload-corners").is_visible()  # a PNG needs corners: asked at once
+    page.fill("#upload-name", "e2e photo")
+    for field, value in zip(("ul-lat", "ul-lon", "lr-lat", "lr-lon"), CORNERS, strict=True):
+        page.fill(f"#upload-{field}", str(value))
+    page.click("#upload-submit")
+    page.locator("#upload-status.success a.show-on-map").wait_for()
+    found = site.api("GET", "/api/datasets?q=photo")[1]["datasets"]
+    assert [d["name"] for d in found] == ["e2e photo"]
+    image = found[0]
+    assert image["kind"] == "image"
+    ul_lat, ul_lon, lr_lat, lr_lon = CORNERS
+    assert image["bbox"] == pytest.approx([ul_lon, lr_lat, lr_lon, ul_lat], abs=1e-6)
+
+    page.click("#upload-status a.show-on-map")
+    overlay = page.locator(f"#map img.leaflet-image-layer[src*='/api/datasets/{image['id']}/']")
+    overlay.wait_for()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth === 80", arg=overlay.element_handle()
+    )
+    view = view_from_hash(page)
+    box = overlay.bounding_box()
+    left, top = view.to_screen(ul_lon, ul_lat)
+    right, bottom = view.to_screen(lr_lon, lr_lat)
+    assert box["x"] == pytest.approx(left, abs=2) and box["y"] == pytest.approx(top, abs=2)
+    assert box["x"] + box["width"] == pytest.approx(right, abs=2)
+    assert box["y"] + box["height"] == pytest.approx(bottom, abs=2)
+    shot = screenshot(page)
+    west_half = shot[int(top + box["height"] / 2), int(left + box["width"] / 4)]
+    east_half = shot[int(top + box["height"] / 2), int(left + 3 * box["width"] / 4)]
+    assert west_half[0] > west_half[2] + 100 and east_half[2] > east_half[0] + 100
+
+
+def test_the_point_form_adds_a_point(page: Any, site: Site, login: Callable[..., None]) -> None:
+    login(page)
+    page.goto("/upload")
+    page.fill("#point-lat", "37.61")
+    page.fill("#point-lon", "-75.70")
+    page.fill("#point-name", "e2e well")
+    page.fill("#point-description", "a sampling well")
+    page.click("#point-submit")
+    page.locator("#point-status.success a").first.wait_for()
+    found = site.api("GET", "/api/datasets?q=well")[1]["datasets"]
+    assert [(d["name"], d["kind"], d["description"]) for d in found] == [
+        ("e2e well", "point", "a sampling well")
+    ]
+    assert found[0]["bbox"] == pytest.approx([-75.70, 37.61, -75.70, 37.61], abs=1e-9)
