@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.web.e2e.conftest import (
     MapView,
@@ -128,3 +129,60 @@ def test_swipe_shows_each_product_on_its_side(
     assert abs(moved - target) <= 3, (moved, target)
     check_sides(moved)
     assert re.search(f"swipe={ndvi['id']},{ndwi['id']}", page.url)
+
+
+def test_order_remove_zoom_and_the_stored_view(
+    page: Any, site: Site, login: Callable[..., None]
+) -> None:
+    """Two overlapping products: the last listed draws on top; moving the other up puts it on
+    top (pixels and hash); removing it leaves the first; "zoom to layer" fits the product;
+    the map keeps its view's bbox in localStorage."""
+    ndvi, ndwi = site.products["NDVI"], site.products["NDWI"]
+    login(page)
+    lon, lat = centre_of(ndvi)
+    open_map(page, lat, lon, ZOOM, f"{ndvi['id']}:1,{ndwi['id']}:1")
+    wait_for_tiles(page, ndvi["id"])
+    wait_for_tiles(page, ndwi["id"])
+    # The list shows the top layer first.
+    assert page.eval_on_selector_all(
+        "#layers li[data-layer-id]", "items => items.map(i => i.dataset.layerId)"
+    ) == [ndwi["id"], ndvi["id"]]
+    view = MapView.of(page, lon, lat, ZOOM)
+    points = inner_points(ndvi, view, 8)
+    lonlats = [view.to_lonlat(x + 0.5, y + 0.5) for x, y in points]
+
+    def showing(dataset: dict[str, Any]) -> float:
+        seen = pixels(screenshot(page), points)
+        return np.mean(np.abs(seen - product_colours(site, dataset, lonlats)).max(axis=1) <= 1)
+
+    assert showing(ndwi) >= 0.95
+    page.locator(f"#layers li[data-layer-id='{ndvi['id']}'] .layer-up").click()
+    wait_for_hash(page, f"layers={ndwi['id']}:1,{ndvi['id']}:1")
+    page.wait_for_timeout(300)
+    assert showing(ndvi) >= 0.95
+    assert page.locator(f"#layers li[data-layer-id='{ndvi['id']}'] .layer-up").is_disabled()
+
+    page.locator(f"#layers li[data-layer-id='{ndvi['id']}'] .layer-remove").click()
+    page.locator(f"#layers li[data-layer-id='{ndvi['id']}']").wait_for(state="detached")
+    wait_for_hash(page, f"layers={ndwi['id']}:1($|&)")
+    page.wait_for_timeout(300)
+    assert showing(ndwi) >= 0.95
+
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem('madrone.view'))")
+    west, north = view.to_lonlat(view.left, view.top)
+    east, south = view.to_lonlat(view.left + view.width, view.top + view.height)
+    assert stored["bbox"] == pytest.approx([west, south, east, north], abs=1e-4)
+
+    # Far away, then "zoom to layer": the view fits the product again.
+    open_map(page, 10.0, 10.0, 5, f"{ndwi['id']}:1")
+    page.locator(f"#layers li[data-layer-id='{ndwi['id']}'] .layer-zoom").click()
+    page.wait_for_function(
+        "([lon, lat]) => { const m = /map=(\\d+)\\/([-\\d.]+)\\/([-\\d.]+)/.exec(location.hash);"
+        " return m && Math.abs(m[2] - lat) < 0.01 && Math.abs(m[3] - lon) < 0.01; }",
+        arg=[lon, lat],
+    )
+    stored = page.evaluate("() => JSON.parse(localStorage.getItem('madrone.view'))")
+    w, s, e, n = ndwi["bbox"]
+    assert stored["bbox"][0] <= w and stored["bbox"][1] <= s
+    assert stored["bbox"][2] >= e and stored["bbox"][3] >= n
+    assert (stored["bbox"][2] - stored["bbox"][0]) < 4 * (e - w)  # fitted, not a world view
