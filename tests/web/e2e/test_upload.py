@@ -5,6 +5,7 @@ there; the point form adds a point."""
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from collections.abc import Callable
@@ -18,7 +19,14 @@ import rasterio.errors
 from PIL import Image
 from rasterio.transform import from_origin
 
-from tests.web.e2e.conftest import MapView, Site, raster_values, screenshot, wait_for_tiles
+from tests.web.e2e.conftest import (
+    MapView,
+    Site,
+    pixels,
+    raster_values,
+    screenshot,
+    wait_for_tiles,
+)
 
 NAME = "e2e gradient upload"
 COLUMNS, ROWS = 120, 90
@@ -95,6 +103,18 @@ def test_upload_list_share_and_draw_a_geotiff(
     values = raster_values(stored, [view.to_lonlat(int(x) + 0.5, int(y) + 0.5) for x, y in points])
     expected = np.rint(values / (COLUMNS - 1) * 255)
     assert np.abs(seen[:, 0] - expected).max() <= 8, (seen[:, 0], expected)
+
+    # The shared copy draws too, from the central storage.
+    shared_id = shared["datasets"][0]["id"]
+    assert shared_id != dataset["id"]
+    page.goto("/datasets?tab=shared")
+    page.locator(f"#shared-table tr[data-dataset-id='{shared_id}'] a.show-on-map").click()
+    page.wait_for_url(re.compile(rf".*layers={shared_id}"))
+    wait_for_tiles(page, shared_id)
+    view = view_from_hash(page)
+    points = [view.to_screen(lon, lat) for lon in xs]
+    seen_shared = pixels(screenshot(page), [(int(x), int(y)) for x, y in points])
+    assert (np.diff(seen_shared[:, 0]) > 0).all(), f"shared: {seen_shared[:, 0]}"
 
 
 def view_from_hash(tab: Any) -> MapView:
@@ -191,3 +211,42 @@ def test_the_point_form_adds_a_point(page: Any, site: Site, login: Callable[...,
         ("e2e well", "point", "a sampling well")
     ]
     assert found[0]["bbox"] == pytest.approx([-75.70, 37.61, -75.70, 37.61], abs=1e-9)
+
+
+def test_geojson_is_a_vector_layer_with_text_popups(
+    page: Any, site: Site, login: Callable[..., None], tmp_path: Path
+) -> None:
+    ring = [[-75.80, 37.60], [-75.76, 37.60], [-75.76, 37.63], [-75.80, 37.63], [-75.80, 37.60]]
+    feature = {
+        "type": "Feature",
+        "properties": {"field": "north marsh", "area_ha": 12.5},
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+    }
+    source = tmp_path / "marsh.geojson"
+    source.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    login(page)
+    page.goto("/upload")
+    page.set_input_files("#upload-file", str(source))
+    assert page.locator("#upload-corners").is_hidden()
+    page.fill("#upload-name", "e2e marsh")
+    page.click("#upload-submit")
+    page.locator("#upload-status.success a.show-on-map").wait_for()
+    found = site.api("GET", "/api/datasets?q=marsh")[1]["datasets"]
+    assert [(d["name"], d["kind"]) for d in found] == [("e2e marsh", "vector")]
+    assert found[0]["bbox"] == pytest.approx([-75.80, 37.60, -75.76, 37.63], abs=1e-9)
+
+    page.click("#upload-status a.show-on-map")
+    page.locator(f"#layers li[data-layer-id='{found[0]['id']}']").wait_for()
+    shape = page.locator("#map path.leaflet-interactive").first
+    shape.wait_for()
+    view = view_from_hash(page)
+    box = shape.bounding_box()
+    left, top = view.to_screen(-75.80, 37.63)
+    right, bottom = view.to_screen(-75.76, 37.60)
+    assert box["x"] == pytest.approx(left, abs=3) and box["y"] == pytest.approx(top, abs=3)
+    assert box["x"] + box["width"] == pytest.approx(right, abs=3)
+    assert box["y"] + box["height"] == pytest.approx(bottom, abs=3)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    popup = page.locator("#map .leaflet-popup-content")
+    popup.wait_for()
+    assert "north marsh" in popup.inner_text() and "12.5" in popup.inner_text()
