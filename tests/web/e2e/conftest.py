@@ -49,6 +49,7 @@ ADMIN = "ana"
 PASSWORD = "a long test passphrase 7"
 VIEWPORT = {"width": 1280, "height": 800}
 TIMEOUT_MS = 20_000
+MAX_UPLOAD_MB = 2  # small, so a test can go over it; the tests' own uploads are far smaller
 START_SECONDS = 60
 JOB_SECONDS = 90
 
@@ -222,6 +223,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         MADRONE_CENTRAL_DB_URL=f"sqlite:///{root / 'central.sqlite'}",
         MADRONE_CENTRAL_STORAGE_URL=str(root / "central-storage"),
         MADRONE_PUBLIC_READ="0",
+        MADRONE_MAX_UPLOAD_MB=str(MAX_UPLOAD_MB),
     )
     for url in (env["MADRONE_DB_URL"], env["MADRONE_CENTRAL_DB_URL"]):
         Catalog(url, upgrade=True).dispose()

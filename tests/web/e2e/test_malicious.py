@@ -1,7 +1,7 @@
 """Hostile input in the browser: a dataset whose name and description are markup stays text in
 the datasets table, the map's lists and its popup, and runs nothing; an HTML file named .tif
-and a path-traversal file name uploaded through the page are refused or defused, leaving
-nothing behind."""
+and a path-traversal file name uploaded through the page are refused or defused, and a file
+over the upload limit is refused by the page and by the server, leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from tests.web.e2e.conftest import Site, open_map
+from tests.web.e2e.conftest import MAX_UPLOAD_MB, Site, open_map
 
 EVIL_NAME = "<img src=x onerror=window.__pwned=1>"
 EVIL_TEXT = "<script>window.__pwned=2</script><b onmouseover=window.__pwned=3>hover</b>"
@@ -143,3 +143,37 @@ def test_a_path_traversal_file_name_is_not_a_path(
     assert [d["name"] for d in found] == ["traversal upload"]
     for asset in found[0]["assets"].values():
         assert "escaped" not in asset["href"] and ".." not in asset["href"], asset
+
+
+def test_an_oversize_upload_is_refused_by_the_page_and_the_server(
+    page: Any, site: Site, login: Callable[..., None], browser_log: Any
+) -> None:
+    browser_log.allow(r"status of 413")
+    files_before = site.storage_files()
+    big = (MAX_UPLOAD_MB + 1) * 2**20
+    login(page)
+    page.goto("/upload")
+    assert f"{MAX_UPLOAD_MB} MB" in page.locator("#upload-limit").inner_text()
+    page.set_input_files(
+        "#upload-file", {"name": "big.tif", "mimeType": "image/tiff", "buffer": b"\0" * big}
+    )
+    page.click("#upload-submit")
+    message = page.locator("#upload-status.error").inner_text()
+    assert "big.tif" in message and f"{MAX_UPLOAD_MB} MB" in message, message
+
+    # Past the page's own check, the server refuses it too (413, JSON naming the setting).
+    refused = page.evaluate(
+        """async size => {
+            const body = new FormData();
+            body.append("file", new Blob([new Uint8Array(size)]), "big.tif");
+            body.append("name", "big");
+            try { await madrone.api("POST", "/api/uploads", body); return null; }
+            catch (error) { return { status: error.status, message: error.message }; }
+        }""",
+        big,
+    )
+    assert refused is not None, "the server took an upload over its limit"
+    assert refused["status"] == 413
+    assert "MADRONE_MAX_UPLOAD_MB" in refused["message"]
+    assert site.storage_files() == files_before
+    assert not site.api("GET", "/api/datasets?q=big")[1]["datasets"]
