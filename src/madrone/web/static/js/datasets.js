@@ -10,8 +10,9 @@
 
   // -- links to the map and to a dataset's files ---------------------------------------
 
-  // The centre and a zoom that roughly fits bbox [w, s, e, n] in a map about 1000 x 600
-  // pixels (256-pixel Web Mercator tiles); a point gets a street-level zoom.
+  // The centre and a zoom that fits bbox [w, s, e, n] in a map of at least 800 x 500 pixels
+  // (256-pixel Web Mercator tiles; the map page's sidebar takes part of a laptop screen);
+  // a point gets a street-level zoom.
   function viewOf(bbox) {
     let [west, south, east, north] = bbox.map(Number);
     if (west > east) east += 360; // crosses the antimeridian
@@ -22,8 +23,8 @@
     const latSpan = (north - south) / Math.max(Math.cos((lat * Math.PI) / 180), 0.05);
     let zoom = 14;
     if (lonSpan > 0 || latSpan > 0) {
-      const byLon = lonSpan > 0 ? Math.log2((1000 * 360) / (256 * lonSpan)) : 18;
-      const byLat = latSpan > 0 ? Math.log2((600 * 360) / (256 * latSpan)) : 18;
+      const byLon = lonSpan > 0 ? Math.log2((800 * 360) / (256 * lonSpan)) : 18;
+      const byLat = latSpan > 0 ? Math.log2((500 * 360) / (256 * latSpan)) : 18;
       zoom = Math.floor(Math.min(byLon, byLat));
     }
     zoom = Math.max(1, Math.min(18, zoom));
@@ -48,7 +49,7 @@
   // -- page state ----------------------------------------------------------------------
 
   const { api, el, say, user, formatDate } = madrone;
-  const PAGE_SIZE = 25;
+  const PAGE_SIZE = 50; // the API's default page
   const FIELDS = ["q", "index", "owner", "from", "to"];
   const DEFAULT_ASC = { name: true, date: false, created: false };
   const status = document.getElementById("datasets-status");
@@ -209,7 +210,9 @@
     const count = data.datasets.length;
     const where = state.tab === "shared" ? "in the shared catalog" : "in this site's catalog";
     if (count === 0) {
-      say(status, state.cursors.length > 1 ? "No more datasets." : `No datasets ${where} match.`);
+      const filtered = Object.keys(state.search).length > 0 || state.inView;
+      if (state.cursors.length > 1) say(status, "No more datasets.");
+      else say(status, filtered ? `No datasets ${where} match this search.` : `No datasets ${where} yet.`);
     } else {
       const first = (state.cursors.length - 1) * PAGE_SIZE + 1;
       say(status, `Datasets ${first}–${first + count - 1} ${where}.`);
