@@ -116,11 +116,10 @@ class Site:
     def storage_files(self) -> list[Path]:
         return sorted(p for p in (self.root / "storage").rglob("*") if p.is_file())
 
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(line for line in text if "werkzeug" not in line)[-4000:] or "\n".join(
-            text[-lines:]
-        )
+    def log_tail(self) -> str:
+        """The end of the server's log without its request lines."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(line for line in lines if "werkzeug" not in line)[-4000:]
 
 
 def http_json(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:

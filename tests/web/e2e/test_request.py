@@ -8,8 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import rasterio
 
-from tests.web.e2e.conftest import JOB_SECONDS, MapView, Site, open_map
+from tests.web.e2e.conftest import JOB_SECONDS, SAMPLE_MOSAIC, MapView, Site, open_map
 
 # Inside the sample mosaic (W -11.6, S 24.68, E -10.9, N 25.28): its suggested wadi area.
 CENTRE = (-11.37, 25.03)
@@ -25,11 +26,14 @@ def corner_values(tab: Any) -> list[float]:
 def test_draw_submit_follow_and_see_the_layer(
     page: Any, site: Site, login: Callable[..., None]
 ) -> None:
+    west, north, east, south = DRAWN
+    with rasterio.open(SAMPLE_MOSAIC) as mosaic:  # the default source, in degrees
+        assert mosaic.bounds.left < west < east < mosaic.bounds.right
+        assert mosaic.bounds.bottom < south < north < mosaic.bounds.top
     login(page)
     lon, lat = CENTRE
     open_map(page, lat, lon, ZOOM)
     view = MapView.of(page, lon, lat, ZOOM)
-    west, north, east, south = DRAWN
     start = view.to_screen(west, north)
     end = view.to_screen(east, south)
     assert view.contains(*start) and view.contains(*end)
