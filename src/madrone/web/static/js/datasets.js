@@ -268,10 +268,10 @@
         el("a", { class: "download", href: madrone.links.assetUrl(dataset, key), download: "" }, key),
       );
     }
-    if (state.tab === "local" && user.may("editor")) {
+    if (state.tab === "local" && madrone.hasCentral && mayChange(dataset)) {
       actions.append(" ", el("button", { type: "button", class: "share", onclick: () => share(dataset) }, "Share"));
     }
-    if (mayDelete(dataset)) {
+    if (mayChange(dataset)) {
       actions.append(
         " ",
         el("button", { type: "button", class: "delete danger", onclick: () => remove(dataset) }, "Delete"),
@@ -290,7 +290,8 @@
     );
   }
 
-  function mayDelete(dataset) {
+  // Sharing and deleting are for the dataset's owner or an admin (the server checks too).
+  function mayChange(dataset) {
     if (!user.may("editor")) return false;
     return user.role === "admin" || dataset.owner === user.name;
   }
@@ -340,6 +341,11 @@
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     readForm();
+    if (state.search.from && state.search.to && state.search.from > state.search.to) {
+      say(status, `From (${state.search.from}) is after To (${state.search.to}).`, true);
+      form.elements.from.focus();
+      return;
+    }
     state.cursors = [null];
     writeUrl();
     load();
