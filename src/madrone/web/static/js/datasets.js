@@ -212,7 +212,8 @@
     if (count === 0) {
       const filtered = Object.keys(state.search).length > 0 || state.inView;
       if (state.cursors.length > 1) say(status, "No more datasets.");
-      else say(status, filtered ? `No datasets ${where} match this search.` : `No datasets ${where} yet.`);
+      else if (filtered) say(status, `No datasets ${where} match this search.`);
+      else say(status, `No datasets ${where} yet.`);
     } else {
       const first = (state.cursors.length - 1) * PAGE_SIZE + 1;
       say(status, `Datasets ${first}–${first + count - 1} ${where}.`);
@@ -235,8 +236,8 @@
     if (header.parentNode !== table) table.insertBefore(header, table.tBodies[0]);
     for (const th of header.querySelectorAll("th[data-column]")) {
       const column = th.dataset.column;
-      if (column === state.sort) th.setAttribute("aria-sort", state.asc ? "ascending" : "descending");
-      else th.removeAttribute("aria-sort");
+      if (column !== state.sort) th.removeAttribute("aria-sort");
+      else th.setAttribute("aria-sort", state.asc ? "ascending" : "descending");
     }
   }
 
@@ -263,19 +264,17 @@
       el("a", { class: "show-on-map", href: madrone.links.showOnMap(dataset) }, "Show on map"),
     );
     for (const key of Object.keys(dataset.assets || {})) {
-      actions.append(
-        " ",
-        el("a", { class: "download", href: madrone.links.assetUrl(dataset, key), download: "" }, key),
-      );
+      const href = madrone.links.assetUrl(dataset, key);
+      actions.append(" ", el("a", { class: "download", href, download: "" }, key));
     }
     if (state.tab === "local" && madrone.hasCentral && mayChange(dataset)) {
-      actions.append(" ", el("button", { type: "button", class: "share", onclick: () => share(dataset) }, "Share"));
+      const onclick = () => share(dataset);
+      actions.append(" ", el("button", { type: "button", class: "share", onclick }, "Share"));
     }
     if (mayChange(dataset)) {
-      actions.append(
-        " ",
-        el("button", { type: "button", class: "delete danger", onclick: () => remove(dataset) }, "Delete"),
-      );
+      const onclick = () => remove(dataset);
+      const button = el("button", { type: "button", class: "delete danger", onclick }, "Delete");
+      actions.append(" ", button);
     }
     return el(
       "tr",
@@ -321,7 +320,8 @@
 
   async function remove(dataset) {
     const where = state.tab === "shared" ? "the shared catalog" : "this site's catalog";
-    if (!window.confirm(`Delete "${dataset.name}" from ${where}? Its files are removed too.`)) return;
+    const question = `Delete "${dataset.name}" from ${where}? Its files are removed too.`;
+    if (!window.confirm(question)) return;
     try {
       await api("DELETE", `/api/datasets/${encodeURIComponent(dataset.id)}`);
     } catch (error) {
@@ -329,7 +329,8 @@
       return;
     }
     await load();
-    if (tables[state.tab].tBodies[0].querySelector("tr[data-dataset-id]") === null && state.cursors.length > 1) {
+    const emptied = tables[state.tab].tBodies[0].querySelector("tr[data-dataset-id]") === null;
+    if (emptied && state.cursors.length > 1) {
       state.cursors.pop();
       await load();
     }
@@ -398,7 +399,8 @@
     try {
       const data = await api("GET", "/api/indices");
       const list = document.getElementById("index-options");
-      list.replaceChildren(...data.indices.map((index) => el("option", { value: index.name }, index.long_name || "")));
+      const option = (index) => el("option", { value: index.name }, index.long_name || "");
+      list.replaceChildren(...data.indices.map(option));
     } catch (error) {
       // the suggestions are a convenience; the field takes any name
     }

@@ -5,7 +5,7 @@
 "use strict";
 
 (function () {
-  const { api, el, user } = window.madrone;
+  const { api, el, user, links } = window.madrone;
   const MB = 1024 * 1024;
   const IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg"];
 
@@ -23,21 +23,23 @@
   const pointForm = document.getElementById("point-form");
   const maxMb = Number(form.dataset.maxMb);
 
-  // A status line: text or nodes; errors are alerts so screen readers announce them.
-  function show(id, isError, ...content) {
+  // A status line of text and nodes, as "error" (an alert screen readers announce),
+  // "success" or "progress".
+  function show(id, kind, ...content) {
     const element = document.getElementById(id);
-    element.replaceChildren(...content.map((part) => (part instanceof Node ? part : document.createTextNode(part))));
-    element.classList.toggle("error", isError);
-    element.classList.toggle("success", !isError && content.length > 0);
-    element.setAttribute("role", isError ? "alert" : "status");
+    const nodes = content.map((part) => (part instanceof Node ? part : String(part)));
+    element.replaceChildren(...nodes);
+    element.classList.toggle("error", kind === "error");
+    element.classList.toggle("success", kind === "success");
+    element.setAttribute("role", kind === "error" ? "alert" : "status");
   }
 
   function added(id, dataset) {
     show(
       id,
-      false,
+      "success",
       `Added ${dataset.name}: `,
-      el("a", { href: window.madrone.links.showOnMap(dataset), class: "show-on-map" }, "show on map"),
+      el("a", { href: links.showOnMap(dataset), class: "show-on-map" }, "show on map"),
       " · ",
       el("a", { href: "/datasets", class: "datasets-link" }, "datasets"),
     );
@@ -71,14 +73,15 @@
     const [ulLat, , lrLat] = values;
     if (ulLat <= lrLat) {
       const input = document.getElementById("upload-ul-lat");
-      return { error: "The upper-left latitude must be north of (greater than) the lower-right one.", input };
+      const error = "The upper-left latitude must be north of (greater than) the lower-right one.";
+      return { error, input };
     }
     return { value: values.join(",") };
   }
 
   fileInput.addEventListener("change", () => {
     const file = fileInput.files[0];
-    show("upload-status", false);
+    show("upload-status", "progress");
     if (!file) return;
     if (!nameInput.value.trim() || nameInput.dataset.fromFile === "yes") {
       nameInput.value = file.name.replace(/\.[^.]*$/, "");
@@ -94,11 +97,13 @@
 
   function refuseSize(file) {
     const size = (file.size / MB).toFixed(1);
-    show("upload-status", true, `${file.name} is ${size} MB: the limit is ${maxMb} MB.`);
+    show("upload-status", "error", `${file.name} is ${size} MB: the limit is ${maxMb} MB.`);
   }
 
   function busy(formElement, isBusy) {
-    for (const button of formElement.querySelectorAll("button[type=submit]")) button.disabled = isBusy;
+    for (const button of formElement.querySelectorAll("button[type=submit]")) {
+      button.disabled = isBusy;
+    }
     formElement.setAttribute("aria-busy", isBusy ? "true" : "false");
   }
 
@@ -106,7 +111,7 @@
     event.preventDefault();
     const file = fileInput.files[0];
     if (!file) {
-      show("upload-status", true, "Choose a file to upload.");
+      show("upload-status", "error", "Choose a file to upload.");
       fileInput.focus();
       return;
     }
@@ -121,7 +126,7 @@
     if (!corners.hidden) {
       const given = readCorners();
       if (given.error) {
-        show("upload-status", true, given.error);
+        show("upload-status", "error", given.error);
         given.input.focus();
         return;
       }
@@ -129,7 +134,7 @@
     }
     busy(form, true);
     progress.hidden = false;
-    show("upload-status", false, `Uploading ${file.name}…`);
+    show("upload-status", "progress", `Uploading ${file.name}…`);
     try {
       const dataset = await api("POST", "/api/uploads", body);
       form.reset();
@@ -141,10 +146,10 @@
       if (type === "CornersNeeded") {
         showCorners(true);
         const message = /[.!?]$/.test(error.message) ? error.message : `${error.message}.`;
-        show("upload-status", true, `${message} Enter its corners below and upload again.`);
+        show("upload-status", "error", `${message} Enter its corners below and upload again.`);
         document.getElementById(CORNER_FIELDS[0].id).focus();
       } else {
-        show("upload-status", true, error.message);
+        show("upload-status", "error", error.message);
       }
     } finally {
       busy(form, false);
@@ -165,7 +170,8 @@
       const text = input.value.trim();
       const value = Number(text);
       if (text === "" || !Number.isFinite(value) || Math.abs(value) > check.limit) {
-        show("point-status", true, `Give the ${check.label} as degrees between -${check.limit} and ${check.limit}.`);
+        const range = `between -${check.limit} and ${check.limit}`;
+        show("point-status", "error", `Give the ${check.label} as degrees ${range}.`);
         input.focus();
         return;
       }
@@ -173,20 +179,20 @@
     }
     const name = document.getElementById("point-name");
     if (!name.value.trim()) {
-      show("point-status", true, "Give the point a name.");
+      show("point-status", "error", "Give the point a name.");
       name.focus();
       return;
     }
     body.append("name", name.value.trim());
     body.append("description", document.getElementById("point-description").value);
     busy(pointForm, true);
-    show("point-status", false, "Adding…");
+    show("point-status", "progress", "Adding…");
     try {
       const dataset = await api("POST", "/api/uploads", body);
       pointForm.reset();
       added("point-status", dataset);
     } catch (error) {
-      show("point-status", true, error.message);
+      show("point-status", "error", error.message);
     } finally {
       busy(pointForm, false);
     }
@@ -194,7 +200,8 @@
 
   // The template already disables both forms for viewers; this keeps a stale page honest.
   if (!user.may("editor")) {
-    for (const fieldset of document.querySelectorAll("#upload-form > fieldset, #point-form > fieldset")) {
+    const fieldsets = document.querySelectorAll("#upload-form > fieldset, #point-form > fieldset");
+    for (const fieldset of fieldsets) {
       fieldset.disabled = true;
     }
   }
