@@ -204,3 +204,12 @@ def test_datasets_page_offers_the_shared_tab_with_a_central_catalog(
         central.dispose()
     assert not page.has("tab-shared", "disabled")
     assert "shared-note" not in page.elements
+
+
+@pytest.mark.parametrize("script", ["datasets.js", "upload.js"])
+def test_page_scripts_build_no_html_from_strings(script: str) -> None:
+    """User text reaches the page only as text nodes (madrone.el, textContent)."""
+    source = (Path(__file__).parents[2] / "src/madrone/web/static/js" / script).read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in source, f"{script} uses {sink}"
+    assert "window.madrone" in source
