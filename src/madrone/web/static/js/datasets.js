@@ -216,7 +216,8 @@
       else say(status, `No datasets ${where} yet.`);
     } else {
       const first = (state.cursors.length - 1) * PAGE_SIZE + 1;
-      say(status, `Datasets ${first}–${first + count - 1} ${where}.`);
+      const range = count === 1 ? `Dataset ${first}` : `Datasets ${first}–${first + count - 1}`;
+      say(status, `${range} ${where}.`);
     }
   }
 
