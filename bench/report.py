@@ -33,7 +33,8 @@ def _lower_bound_note(rows: list[Row]) -> str | None:
                 f"lower bound = (decode {parts['decode_cpu_s']:.1f} s + encode "
                 f"{parts['encode_cpu_s']:.1f} s) / {parts['cores']} cores, in CPU seconds; "
                 "decode reads the red and NIR bands block by block, encode writes the finished "
-                "float32 NDVI as a tiled DEFLATE GeoTIFF, both single-threaded"
+                f"float32 NDVI as a tiled {parts.get('codec', 'DEFLATE level 1')} GeoTIFF, "
+                "both single-threaded"
             )
     return None
 
@@ -79,8 +80,9 @@ def format_markdown(results: dict[str, Any]) -> str:
         f"NDVI of one synthetic Sentinel-2 scene ({size} x {size} pixels at 10 m, B04 and "
         f"B08 uint16) on {machine['nproc']} cores ({machine['cpu_model']}), "
         f"{machine['memory_gib']:.0f} GiB, GDAL {machine['gdal_rasterio']} (rasterio) / "
-        f"{machine['gdal_system']} (gdal_calc). Outputs: float32 tiled DEFLATE GeoTIFF, "
-        "predictor 3, level 1 for every tool; madrone writes a COG with overviews. "
+        f"{machine['gdal_system']} (gdal_calc). Outputs: float32 tiled "
+        f"{results.get('codec', 'DEFLATE level 1')} GeoTIFF, predictor 3, for every tool but "
+        "the one marked usual settings; madrone writes a COG with overviews. "
         "Peak memory is the largest sum of RSS over each tool's whole process tree. "
         "Each run happens once, with a warm page cache.",
         "",

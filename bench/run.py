@@ -32,7 +32,16 @@ import rasterio
 import report
 from generate import band_filename
 from measure import run_measured
-from tools import BENCH, SYSTEM_PYTHON, TOOL_NAMES, TOOLS, Inputs, Tool, madrone_executable
+from tools import (
+    BENCH,
+    SYSTEM_PYTHON,
+    TOOL_NAMES,
+    TOOLS,
+    Inputs,
+    Tool,
+    madrone_executable,
+    output_codec,
+)
 from verify import verify_output
 
 FORMATS = ("gtiff", "jp2")
@@ -235,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate_s": round(generated_s, 1) if generated_s is not None else None,
         "machine": machine_facts(),
         "load_average_at_start": round(load, 2),
+        "codec": f"{output_codec()[0].upper()} level {output_codec()[1]}",
         "formats": {},
     }
     tools = [tool for tool in TOOLS if tool.name in args.only]

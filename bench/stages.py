@@ -1,18 +1,26 @@
-"""Where one madrone run spends its time, stage by stage (plan, tiles, COG, products).
+"""Where one madrone run spends its time, stage by stage: wall and CPU seconds.
 
-    python bench/stages.py bench/data/10980/gtiff [--products cog] [--tile-size N]
+    python bench/stages.py bench/data/10980/gtiff [--products cog,png,legend,json]
+                           [--tile-size N] [--workers N]
 
-Wraps the engine's stage functions with timers; prints wall seconds per stage. Use it with
-py-spy (``py-spy record --subprocesses``) for the per-function picture.
+Wraps the engine's stage functions with timers. CPU is this process's (every thread: GDAL's
+encoding threads too) per stage, plus, for the tiles stage, the pool's workers (read from
+the fork server, which reaps them). The codec and level are madrone's settings
+(MADRONE_COG_CODEC, MADRONE_COG_ZLEVEL). Use it with py-spy
+(``py-spy record --subprocesses``) for the per-function picture.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+
+import psutil
 
 import madrone.engine.run as run
 import madrone.products.writer as writer
@@ -21,16 +29,36 @@ from madrone.config import Settings
 from madrone.engine.plan import plan
 from madrone.executors.local import LocalExecutor
 
-TIMES: dict[str, float] = defaultdict(float)
+WALL: dict[str, float] = defaultdict(float)
+CPU: dict[str, float] = defaultdict(float)
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def children_cpu() -> float:
+    """CPU of every descendant, those already reaped by it included."""
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total + usage.ru_utime + usage.ru_stime
 
 
 def timed(name: str, function: Callable) -> Callable:
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), own_cpu()
         try:
             return function(*args, **kwargs)
         finally:
-            TIMES[name] += time.perf_counter() - started
+            WALL[name] += time.perf_counter() - wall
+            CPU[name] += own_cpu() - cpu
 
     return wrapper
 
@@ -43,30 +71,44 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int)
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
-    run.run_plan = timed("run (everything after plan)", run.run_plan)
-    run.RunSession.finish = timed("finish (all products)", run.RunSession.finish)
-    writer.CogWriter.finish = timed("cog (overviews + encode)", writer.CogWriter.finish)
+    run.run_plan = timed("run", run.run_plan)
+    run.RunSession.finish = timed("finish", run.RunSession.finish)
+    writer.CogWriter.finish = timed(
+        "COG encode (levels made with the tiles)", writer.CogWriter.finish
+    )
     run.merge_partials = timed("statistics merge", run.merge_partials)
     run.render_png = timed("png", run.render_png)
     run.render_legend = timed("legend", run.render_legend)
     run.build_item = timed("stac item", run.build_item)
     settings = Settings.from_env()
-    with tempfile.TemporaryDirectory() as out:
-        started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as out:
+        wall, cpu = time.perf_counter(), own_cpu()
         spec = build_spec([args.source], args.index.split(","), out,
                           products=args.products.split(","), tile_size=args.tile_size)  # fmt: skip
         checked = plan(spec)
-        TIMES["plan"] = time.perf_counter() - started
+        WALL["plan"], CPU["plan"] = time.perf_counter() - wall, own_cpu() - cpu
         workers = settings.resolved_workers(args.workers or None)
-        run.run_plan(checked, LocalExecutor(workers, settings.tiles_in_flight,
-                     settings.gdal_cache_mb), threads=workers)  # fmt: skip
-        total = time.perf_counter() - started
-    print(f"{len(checked.tiles)} tiles of {checked.tile_size} px, {workers} workers")
-    tiles = TIMES["run (everything after plan)"] - TIMES["finish (all products)"]
-    print(f"{'tiles (decode, compute, stats, write raw)':<45} {tiles:6.2f} s")
-    for name, seconds in TIMES.items():
-        print(f"{name:<45} {seconds:6.2f} s")
-    print(f"{'total':<45} {total:6.2f} s")
+        executor = LocalExecutor(workers, settings.tiles_in_flight, settings.gdal_cache_mb)
+        run.run_plan(checked, executor, threads=workers, zlevel=settings.cog_zlevel,
+                     codec=settings.cog_codec, png_max_size=settings.png_max_size,
+                     gdal_cache_mb=settings.gdal_cache_mb)  # fmt: skip
+        total_wall, total_cpu = time.perf_counter() - wall, own_cpu() - cpu + children_cpu()
+    pool = children_cpu()
+    print(f"{len(checked.tiles)} tiles of {checked.tile_size} px, {workers} workers, "
+          f"{settings.cog_codec.upper()} level {settings.cog_zlevel}, "
+          f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(f"{'stage':<48} {'wall s':>7} {'CPU s':>7}")
+    rows = [
+        ("plan", WALL["plan"], CPU["plan"]),
+        ("tiles (decode, index, stats, levels, raw write)", WALL["run"] - WALL["finish"],
+         CPU["run"] - CPU["finish"] + pool),
+    ]  # fmt: skip
+    stages = ("COG encode (levels made with the tiles)", "statistics merge", "png", "legend",
+              "stac item")  # fmt: skip
+    rows += [(name, WALL[name], CPU[name]) for name in stages if name in WALL]
+    rows.append(("total", total_wall, total_cpu))
+    for name, seconds, cpu_seconds in rows:
+        print(f"{name:<48} {seconds:7.2f} {cpu_seconds:7.2f}")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@
 1. decode: read every block window of the red and NIR bands once (single-threaded GDAL),
    keeping nothing but a copy in a preallocated scene array;
 2. (untimed) compute NDVI for the whole scene in memory;
-3. encode: write that float32 array as a tiled 512 DEFLATE PREDICTOR=3 GeoTIFF,
-   single-threaded.
+3. encode: write that float32 array as a tiled 512 PREDICTOR=3 GeoTIFF in the codec and
+   level madrone writes (``--codec``, ``--level``), single-threaded.
 
 No tool can do the job in less than (decode + encode) / cores of wall time, give or take
 the arithmetic, which is cheap next to decompression. The parts are counted in CPU seconds
 of this process, so a busy machine does not inflate them. Prints one JSON line with them.
 
-    python bench/peers/lower_bound.py RED NIR OUT [--cores 2]
+    python bench/peers/lower_bound.py RED NIR OUT [--cores 2] [--codec zstd] [--level 1]
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("nir")
     parser.add_argument("out")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--codec", default="deflate")
+    parser.add_argument("--level", type=int, default=1)
     args = parser.parse_args()
 
     with rasterio.Env(GDAL_NUM_THREADS="1", GDAL_CACHEMAX=64):
@@ -67,9 +69,9 @@ def main() -> None:
             tiled=True,
             blockxsize=512,
             blockysize=512,
-            compress="deflate",
             predictor=3,
-            zlevel=1,  # the level madrone writes (see README)
+            compress=args.codec.upper(),  # the codec and level madrone writes (see README)
+            **{"zstd_level" if args.codec.lower() == "zstd" else "zlevel": args.level},
         )
         wall2, cpu2 = clock()
         with rasterio.open(args.out, "w", **profile) as dst:
@@ -85,6 +87,7 @@ def main() -> None:
                 "encode_s": round(encode_s, 3),
                 "encode_cpu_s": round(cpu3 - cpu2, 3),
                 "cores": args.cores,
+                "codec": f"{args.codec.upper()} level {args.level}",
                 "bound_s": round((cpu1 - cpu0 + cpu3 - cpu2) / args.cores, 3),
             }
         )

@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("out")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=2048)
+    parser.add_argument("--codec", default="deflate")
+    parser.add_argument("--level", type=int, default=1)
     args = parser.parse_args()
 
     chunks = {"band": 1, "y": args.chunk, "x": args.chunk}
@@ -48,9 +50,9 @@ def main() -> None:
             tiled=True,
             blockxsize=512,
             blockysize=512,
-            compress="DEFLATE",
             predictor=3,
-            zlevel=1,  # the level madrone writes (see README)
+            compress=args.codec.upper(),  # the codec and level madrone writes (see README)
+            **{"zstd_level" if args.codec.lower() == "zstd" else "zlevel": args.level},
             lock=threading.Lock(),
         )
 

@@ -104,5 +104,7 @@ def _pick_first(stack: np.ndarray) -> np.ndarray:
 
 def tally_origins(origins: np.ndarray) -> dict[int, int]:
     """Pixels per scene position in an origin array (-1: no scene)."""
-    positions, pixels = np.unique(origins[origins >= 0], return_counts=True)
-    return {int(p): int(n) for p, n in zip(positions, pixels, strict=True)}
+    # One comparison pass per scene position (a handful): np.unique sorted every pixel.
+    last = int(origins.max()) if origins.size else -1
+    pixels = {p: int(np.count_nonzero(origins == p)) for p in range(last + 1)}
+    return {p: n for p, n in pixels.items() if n}

@@ -40,7 +40,7 @@ from madrone.products.stats import (
     histogram_edges,
     merge_partials,
 )
-from madrone.products.writer import CogWriter
+from madrone.products.writer import DEFAULT_CODEC, CogWriter
 from madrone.sources.reflectance import ReflectanceCounts
 
 Progress = Callable[[int, int], None]
@@ -129,6 +129,7 @@ def run_plan(
     gdal_cache_mb: int = 64,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    codec: str = DEFAULT_CODEC,
 ) -> RunResult:
     """Execute a plan on an executor and write its products into the spec's output folder.
 
@@ -136,7 +137,7 @@ def run_plan(
     run and reaches the caller unchanged, as ``RunCancelled`` does once ``cancel`` is set.
     Either way the executor is closed and nothing is left in the output folder.
     """
-    with RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb) as session:
+    with RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb, codec) as session:
         total = len(plan.tiles)
         pending = [tile for tile in plan.tiles if tile not in session.done]
         _check_cancel(plan, cancel)
@@ -208,6 +209,7 @@ class RunSession:
         zlevel: int = 1,
         png_max_size: int = 4096,
         gdal_cache_mb: int = 64,
+        codec: str = DEFAULT_CODEC,
     ) -> None:
         self.plan, self.png_max_size = plan, png_max_size
         self.output_dir = os.path.abspath(plan.spec.output_dir)
@@ -227,7 +229,7 @@ class RunSession:
             self.writer = CogWriter(
                 plan.grid, self.staging, {**self.names, **counted}, _tags(plan), threads,
                 zlevel, gdal_cache_mb, reuse=bool(finished),
-                dtypes={key: "uint16" for key in counted},
+                dtypes={key: "uint16" for key in counted}, codec=codec,
             )  # fmt: skip
             self.progress = ProgressLog(progress_path)
         except BaseException:

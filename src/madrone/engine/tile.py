@@ -82,15 +82,18 @@ def _run_tile(context: TileContext, tile: Tile) -> TileResult:
         layers = [_first_valid(context, group, tile, indices, counts) for group in groups]
         ranking = context.ranking.name if context.ranking is not None else None
         combined = combine(layers, names, context.method, ranking)
-    empty = np.full((tile.height, tile.width), np.nan, dtype=np.float32)
-    outputs = {name: combined.values.get(name, empty.copy()) for name in names}
+    shape = (tile.height, tile.width)
+    outputs = {
+        name: combined.values[name] if name in combined.values else _nan_tile(shape)
+        for name in names
+    }
     if inside is not None:
         for values in outputs.values():
             values[~inside] = np.nan
     if context.count:
         for name in names:
             observed = combined.counts.get(name)
-            observed = np.zeros(empty.shape, np.uint16) if observed is None else observed
+            observed = np.zeros(shape, np.uint16) if observed is None else observed
             if inside is not None:
                 observed = np.where(inside, observed, 0)
             outputs[count_key(name)] = observed
@@ -173,9 +176,14 @@ def _first_valid(
             if index.name == primary:
                 took = ~np.isnan(values) if fill is None else fill & ~np.isnan(values)
                 origin[took] = position
-    empty = np.full((tile.height, tile.width), np.nan, dtype=np.float32)
-    values = {name: out if out is not None else empty.copy() for name, out in outputs.items()}
+    shape = (tile.height, tile.width)
+    values = {name: out if out is not None else _nan_tile(shape) for name, out in outputs.items()}
     return Layer(values, origin)
+
+
+def _nan_tile(shape: tuple[int, int]) -> np.ndarray:
+    """A tile of NaN, made only where no scene gave a value (most tiles need none)."""
+    return np.full(shape, np.nan, dtype=np.float32)
 
 
 def _read_or_fail(

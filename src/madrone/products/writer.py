@@ -1,9 +1,10 @@
 """Streaming tile writer: tiles arrive in any order, one COG per index comes out.
 
 Tiles go into a flat float32 file in a staging folder (a memory copy per tile: no encoding,
-no read-modify-write of blocks); ``finish`` builds the overviews from it and encodes
-everything once, on all cores, into a Cloud-Optimized GeoTIFF. Only one tile's rows are
-mapped at a time, so memory stays O(tile), never O(scene).
+no read-modify-write of blocks), and so do their overview levels, made from each tile while
+it is in memory (``overviews``); ``finish`` encodes everything once, on all cores, into a
+Cloud-Optimized GeoTIFF whose overviews are those levels. Only one tile's rows are mapped at
+a time, so memory stays O(tile), never O(scene).
 """
 
 from __future__ import annotations
@@ -19,10 +20,32 @@ import rasterio.shutil
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from madrone.errors import InputError
 from madrone.grid import Grid, Tile
+from madrone.products import overviews
 from madrone.sources.gdal import GDAL_TYPES
 
 COG_BLOCK = 512
+# Lossless codecs of the COG and their levels. ZSTD level 1 encodes float32 indices about
+# twice as fast as DEFLATE level 1 and decodes a third faster, at the same size
+# (bench/codec.py); DEFLATE is read by every TIFF reader, ZSTD by GDAL >= 2.3 (README).
+CODEC_LEVELS = {"zstd": range(1, 23), "deflate": range(1, 10)}
+DEFAULT_CODEC = "zstd"
+
+
+def check_codec(codec: str, level: int) -> str:
+    """The GDAL name of a COG codec (``ZSTD``, ``DEFLATE``); an unknown codec or a level
+    outside its range names the settings."""
+    levels = CODEC_LEVELS.get(codec.lower())
+    if levels is None:
+        known = " or ".join(sorted(CODEC_LEVELS))
+        raise InputError(f"MADRONE_COG_CODEC={codec!r} is not a COG codec; use {known}")
+    if level not in levels:
+        raise InputError(
+            f"MADRONE_COG_ZLEVEL={level} is not a {codec.upper()} level "
+            f"({levels.start} to {levels.stop - 1})"
+        )
+    return codec.upper()
 
 
 class TileWriter(Protocol):
@@ -37,11 +60,7 @@ class TileWriter(Protocol):
 
 def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list[int]:
     """Overview levels 2, 4, ... until the smallest fits in one block."""
-    factors, factor = [], 2
-    while max(height, width) / (factor // 2) > block:
-        factors.append(factor)
-        factor *= 2
-    return factors
+    return overviews.overview_factors(height, width, block)
 
 
 class CogWriter:
@@ -54,10 +73,12 @@ class CogWriter:
         names: output name per index key (file name without extension).
         tags: per index key, GeoTIFF metadata tags (``index`` is the band description).
         threads: compression threads for the final encode.
-        zlevel: DEFLATE level (1 is as small as 6 on float32 indices, and far faster).
+        zlevel: the codec's level (1: higher levels are barely smaller on float32 indices
+            and far slower, see bench/codec.py).
         cache_mb: GDAL block cache while encoding, in MiB (bounds this process's memory).
         reuse: keep raw files already in the staging folder (resuming an interrupted run).
         dtypes: per key, ``float32`` (the default) or ``uint16`` (counts; no nodata).
+        codec: ``zstd`` or ``deflate`` (lossless, with the predictor for the data type).
     """
 
     def __init__(
@@ -71,68 +92,117 @@ class CogWriter:
         cache_mb: int = 128,
         reuse: bool = False,
         dtypes: Mapping[str, str] | None = None,
+        codec: str = DEFAULT_CODEC,
     ) -> None:
+        self._compress = check_codec(codec, zlevel)
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
         self._threads, self._zlevel, self._cache_mb = threads, zlevel, cache_mb
         self._dtypes = {key: np.dtype((dtypes or {}).get(key, "float32")) for key in names}
-        self._raw: dict[str, str] = {}
-        self._fds: dict[str, int] = {}
+        self._factors = overview_factors(grid.height, grid.width)
+        # Float keys get their levels from the tiles (block means); counts from GDAL.
+        self._leveled = [key for key in names if self._dtypes[key].kind == "f"]
+        self._complete_levels = True  # every tile so far held whole blocks of every level
+        self._raw: dict[tuple[str, int], str] = {}
+        self._fds: dict[tuple[str, int], int] = {}
         for key, name in self._names.items():
-            size = grid.height * grid.width * self._dtypes[key].itemsize
-            path = os.path.join(staging_dir, f"{name}.raw")
-            keep = reuse and os.path.exists(path) and os.path.getsize(path) == size
-            flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
-            self._fds[key] = os.open(path, flags, 0o644)
-            self._raw[key] = path
-            os.ftruncate(self._fds[key], size)
+            self._open_raw(key, 1, f"{name}.raw", reuse)
+            for factor in self._factors if key in self._leveled else ():
+                self._open_raw(key, factor, f"{name}.ov{factor}.raw", reuse)
+
+    def _open_raw(self, key: str, factor: int, filename: str, reuse: bool) -> None:
+        rows, cols = overviews.level_shape(self._grid.height, self._grid.width, factor)
+        size = rows * cols * self._dtypes[key].itemsize
+        path = os.path.join(self._dir, filename)
+        keep = reuse and os.path.exists(path) and os.path.getsize(path) == size
+        flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
+        self._fds[key, factor] = os.open(path, flags, 0o644)
+        self._raw[key, factor] = path
+        os.ftruncate(self._fds[key, factor], size)
 
     def raw_path(self, key: str) -> str:
         """A GDAL-readable view of the raw data written so far (a VRT)."""
-        return self._write_vrt(key)
+        return self._write_vrt(key, 1)
 
     def write(self, tile: Tile, arrays: Mapping[str, np.ndarray]) -> None:
+        whole = bool(self._factors) and overviews.holds_whole_blocks(
+            tile, (self._grid.height, self._grid.width), self._factors[-1]
+        )
+        self._complete_levels &= whole
+        for key in self._names:
+            self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key])
+            if whole and key in self._leveled:
+                levels = overviews.tile_levels(arrays[key], self._factors)
+                for factor, level in zip(self._factors, levels, strict=True):
+                    self._write_rows(key, factor, tile.row_off // factor,
+                                     tile.col_off // factor, level)  # fmt: skip
+
+    def _write_rows(self, key: str, factor: int, row_off: int, col_off: int,
+                    values: np.ndarray) -> None:  # fmt: skip
         # One positioned write per row: cheaper than mapping fresh pages, and nothing of
         # the scene stays mapped in this process.
-        width = self._grid.width
-        for key, fd in self._fds.items():
-            dtype = self._dtypes[key].newbyteorder("<")
-            rows = np.ascontiguousarray(arrays[key], dtype=dtype)
-            offset = (tile.row_off * width + tile.col_off) * dtype.itemsize
-            for row in rows:
-                os.pwrite(fd, row, offset)
-                offset += width * dtype.itemsize
+        width = overviews.level_shape(self._grid.height, self._grid.width, factor)[1]
+        dtype = self._dtypes[key].newbyteorder("<")
+        rows = np.ascontiguousarray(values, dtype=dtype)
+        offset = (row_off * width + col_off) * dtype.itemsize
+        fd = self._fds[key, factor]
+        for row in rows:
+            os.pwrite(fd, row, offset)
+            offset += width * dtype.itemsize
 
     def finish(self) -> dict[str, str]:
-        """Build overviews and encode every raw file as a COG; return key -> COG path."""
+        """Encode every raw file and its levels as a COG; return key -> COG path."""
+        if self._factors and not self._complete_levels:  # a tile cut the largest blocks
+            for key in self._leveled:
+                self._levels_from_raw(key)
         self._close_files()
         done = {}
-        factors = overview_factors(self._grid.height, self._grid.width)
-        for key in self._raw:
-            vrt = self._write_vrt(key)
+        for key in self._names:
             cog_path = os.path.join(self._dir, f"{self._names[key]}.tif")
             with rasterio.Env(
                 COMPRESS_OVERVIEW="NONE",
                 GDAL_NUM_THREADS=str(self._threads),
                 GDAL_CACHEMAX=self._cache_mb * 1024 * 1024,  # rasterio passes ints as bytes
             ):
-                if factors:
-                    with rasterio.open(vrt, "r+") as dataset:
-                        dataset.build_overviews(factors, Resampling.average)
                 rasterio.shutil.copy(
-                    vrt,
+                    self._source_with_overviews(key),
                     cog_path,
                     driver="COG",
-                    COMPRESS="DEFLATE",
+                    COMPRESS=self._compress,
                     PREDICTOR="YES",
                     LEVEL=str(self._zlevel),
                     BLOCKSIZE=str(COG_BLOCK),
-                    OVERVIEWS="FORCE_USE_EXISTING" if factors else "NONE",
+                    OVERVIEWS="FORCE_USE_EXISTING" if self._factors else "NONE",
                     NUM_THREADS=str(self._threads),
                     BIGTIFF="IF_SAFER",
                 )
             done[key] = cog_path
         self.abort()
         return done
+
+    def _source_with_overviews(self, key: str) -> str:
+        """The VRT to encode, its overviews in place (levels, or GDAL's for counts)."""
+        if key in self._leveled:
+            levels = [self._write_vrt(key, factor) for factor in self._factors]
+            return self._write_vrt(key, 1, levels)
+        vrt = self._write_vrt(key, 1)
+        if self._factors:
+            with rasterio.open(vrt, "r+") as dataset:
+                dataset.build_overviews(self._factors, Resampling.average)
+        return vrt
+
+    def _levels_from_raw(self, key: str) -> None:
+        """Make every level from the full-resolution file, in strips of whole blocks."""
+        height, width = self._grid.height, self._grid.width
+        largest = self._factors[-1]
+        strip = largest * max(1, 1024 // largest)
+        scene = np.memmap(self._raw[key, 1], dtype=self._dtypes[key].newbyteorder("<"),
+                          mode="r", shape=(height, width))  # fmt: skip
+        for row_off in range(0, height, strip):
+            rows = np.array(scene[row_off : row_off + strip])
+            levels = overviews.tile_levels(rows, self._factors)
+            for factor, level in zip(self._factors, levels, strict=True):
+                self._write_rows(key, factor, row_off // factor, 0, level)
+        del scene
 
     def _close_files(self) -> None:
         for fd in self._fds.values():
@@ -148,16 +218,25 @@ class CogWriter:
                     os.remove(leftover)
         self._raw = {}
 
-    def _write_vrt(self, key: str) -> str:
-        grid, raw = self._grid, self._raw[key]
+    def _write_vrt(self, key: str, factor: int, levels: list[str] | None = None) -> str:
+        """A VRT over one raw file (``factor`` 1: the full resolution) naming ``levels``,
+        the VRTs of its overview levels, as its overviews."""
+        grid, raw = self._grid, self._raw[key, factor]
+        rows, cols = overviews.level_shape(grid.height, grid.width, factor)
         tags = self._tags[key]
         metadata = "".join(
             f'<MDI key="{escape(k)}">{escape(str(v))}</MDI>' for k, v in sorted(tags.items())
         )
-        geotransform = ", ".join(repr(v) for v in grid.affine.to_gdal())
+        transform = grid.affine @ grid.affine.scale(grid.width / cols, grid.height / rows)
+        geotransform = ", ".join(repr(v) for v in transform.to_gdal())
         dtype = self._dtypes[key]
         nodata = "<NoDataValue>nan</NoDataValue>" if dtype.kind == "f" else ""
-        vrt = f"""<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">
+        overview_xml = "".join(
+            f'<Overview><SourceFilename relativeToVRT="1">{escape(os.path.basename(level))}'
+            "</SourceFilename><SourceBand>1</SourceBand></Overview>"
+            for level in levels or ()
+        )
+        vrt = f"""<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">
   <SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>
   <GeoTransform>{geotransform}</GeoTransform>
   <Metadata>{metadata}</Metadata>
@@ -167,8 +246,9 @@ class CogWriter:
     <SourceFilename relativeToVRT="1">{escape(os.path.basename(raw))}</SourceFilename>
     <ImageOffset>0</ImageOffset>
     <PixelOffset>{dtype.itemsize}</PixelOffset>
-    <LineOffset>{grid.width * dtype.itemsize}</LineOffset>
+    <LineOffset>{cols * dtype.itemsize}</LineOffset>
     <ByteOrder>LSB</ByteOrder>
+    {overview_xml}
   </VRTRasterBand>
 </VRTDataset>
 """

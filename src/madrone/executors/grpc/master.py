@@ -338,6 +338,7 @@ class MasterService(pb_grpc.MasterServicer):
                 job.plan,
                 threads=self.settings.resolved_workers(),
                 zlevel=self.settings.cog_zlevel,
+                codec=self.settings.cog_codec,
                 png_max_size=self.settings.png_max_size,
                 gdal_cache_mb=self.settings.gdal_cache_mb,
             )
