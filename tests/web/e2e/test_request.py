@@ -113,6 +113,14 @@ def test_preflight_error_shows_beside_the_form_and_queues_nothing(
     errors = page.locator("#request-errors")
     page.wait_for_function("() => document.getElementById('request-errors').textContent.trim()")
     assert errors.is_visible()
+    # The engine's own message, as the API's preflight gives it for the same area.
+    status, answer = site.api(
+        "POST",
+        "/api/jobs/preflight",
+        {"corners": [35.05, -1.40, 35.01, -1.35], "indices": ["ndvi"]},
+    )
+    assert status >= 400, answer
+    assert answer["error"]["message"] in errors.inner_text()
     _, after = site.api("GET", "/api/jobs")
     assert [job["id"] for job in after["jobs"]] == [job["id"] for job in before["jobs"]]
     assert page.locator("#jobs [data-job-id]").count() == 0
