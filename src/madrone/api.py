@@ -129,6 +129,7 @@ def run(
         threads=settings.resolved_workers(workers),
         zlevel=settings.cog_zlevel,
         codec=settings.cog_codec,
+        codec=settings.cog_codec,
         png_max_size=settings.png_max_size,
         gdal_cache_mb=settings.gdal_cache_mb,
         progress=progress,
