@@ -245,19 +245,31 @@ def test_html_named_tif_is_refused(catalog: Catalog, storage: Storage, uploads: 
     assert all_datasets(catalog) == [] and stored_files(storage) == []
 
 
-def test_raster_without_crs_needs_corners(
+def test_raster_without_crs_needs_corners_and_is_placed_by_them(
     catalog: Catalog, storage: Storage, uploads: Path
 ) -> None:
+    values = np.arange(64, dtype="uint8").reshape(8, 8)
     with pytest.warns(rasterio.errors.NotGeoreferencedWarning):
-        path = write_tif(
-            uploads / "n.tif", np.ones((8, 8), "uint8"), crs=None, transform=Affine.identity()
-        )
+        path = write_tif(uploads / "n.tif", values, crs=None, transform=Affine.identity())
     for add in (add_raster, add_file):
         with pytest.raises(InputError, match=r"n\.tif: the raster has no CRS.*give its corners"):
             add(catalog, storage, path, name="n", **WHO)
-    with pytest.raises(InputError, match="only PNG or JPEG images are placed by corners"):
-        add_file(catalog, storage, path, name="n", corners=(10, 0, 0, 10), **WHO)
     assert all_datasets(catalog) == [] and stored_files(storage) == []
+    dataset = add_file(catalog, storage, path, name="n", corners=(10, 0, 0, 20), **WHO)
+    assert (dataset.kind, dataset.crs, dataset.bbox) == ("geotiff", "EPSG:4326", (0, 0, 20, 10))
+    assert dataset.properties["placed_by_corners"] is True
+    with rasterio.open(storage.gdal_path(dataset.assets["data"]["href"])) as stored:
+        assert stored.crs.to_epsg() == 4326
+        assert stored.transform.almost_equals(Affine(2.5, 0, 0, 0, -1.25, 10))
+        np.testing.assert_array_equal(stored.read(1), values)
+    placed = add_raster(catalog, storage, dataset_path(storage, dataset), name="p", **WHO)
+    with pytest.raises(InputError, match="placed by its own CRS; give no corners"):
+        add_file(catalog, storage, dataset_path(storage, placed), name="q", corners=(1, 0, 0, 1),
+                 **WHO)  # fmt: skip
+
+
+def dataset_path(storage: Storage, dataset) -> str:
+    return storage.gdal_path(dataset.assets["data"]["href"])
 
 
 def test_vrt_pointing_at_other_files_is_refused(

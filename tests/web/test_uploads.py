@@ -151,16 +151,18 @@ def test_an_image_without_corners_asks_for_them(site: Site, tmp_path: Path) -> N
     assert site.stored()[0].endswith(f"/datasets/{dataset['id']}/image.png")
 
 
-def test_a_geotiff_without_crs_asks_for_corners_and_refuses_them(
+def test_a_geotiff_without_crs_asks_for_corners_and_is_placed_by_them(
     site: Site, tmp_path: Path
 ) -> None:
     bare = write_raster(tmp_path / "bare.tif", crs=None)
     asked = site.upload(file=a_file(bare, "bare.tif"))
     assert (asked.status_code, asked.get_json()["error"]["type"]) == (422, "CornersNeeded")
-    refused = site.upload(file=a_file(bare, "bare.tif"), corners="48.5,-70.0,48.0,-69.0")
-    assert refused.status_code == 422
-    assert "bare.tif: only PNG or JPEG" in refused.get_json()["error"]["message"]
     site.assert_nothing_left()
+    placed = site.upload(file=a_file(bare, "bare.tif"), corners="48.5,-70.0,48.0,-69.0")
+    assert placed.status_code == 201, placed.get_json()
+    dataset = placed.get_json()
+    assert (dataset["kind"], dataset["crs"]) == ("geotiff", "EPSG:4326")
+    assert dataset["bbox"] == [-70.0, 48.0, -69.0, 48.5]
 
 
 def test_geojson_is_checked_and_stored(site: Site) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.warp import transform_geom
 from rasterio.windows import Window
@@ -70,9 +71,11 @@ def add_file(
         return add_geojson(catalog, storage, path, **common)
     with open_raster(path) as dataset:
         driver, has_crs = dataset.driver, dataset.crs is not None
-    if corners is not None or (driver in IMAGE_ASSETS and not has_crs):
+    if driver in IMAGE_ASSETS and (corners is not None or not has_crs):
         return add_image(catalog, storage, path, corners=corners, **common)
-    return add_raster(catalog, storage, path, **common)
+    if corners is not None and has_crs:
+        raise InputError(f"{path}: the raster is placed by its own CRS; give no corners")
+    return add_raster(catalog, storage, path, corners=corners, **common)
 
 
 # -- rasters ------------------------------------------------------------------------------
@@ -87,26 +90,53 @@ def add_raster(
     description: str = "",
     owner: str,
     scope: str = "local",
+    corners: Sequence[float] | str | None = None,
 ) -> Dataset:
     """Register a raster with a CRS (kind ``geotiff``), stored as a Cloud Optimized GeoTIFF.
 
-    The footprint is the raster's bounds followed into degrees (edges densified, cut at
-    the antimeridian); stats are band 1's min, max and mean without nodata, read by blocks.
+    A raster without a CRS is placed by ``corners`` (upper-left lat, lon then lower-right
+    lat, lon) in EPSG:4326, north up. The footprint is the raster's bounds followed into
+    degrees (edges densified, cut at the antimeridian); stats are band 1's min, max and mean
+    without nodata, read by blocks.
     """
     about = _about(name, description, owner, scope)
     path = _existing_file(path)
-    with open_raster(path) as source:
-        if source.crs is None:
-            raise InputError(
-                f"{path}: the raster has no CRS, so its place is unknown; give its corners "
-                "(upper-left lat,lon and lower-right lat,lon) to add a PNG or JPEG as an image"
-            )
-        fields = _raster_fields(source, path)
     with tempfile.TemporaryDirectory(prefix="madrone-ingest-") as work:
+        with open_raster(path) as source:
+            if source.crs is None and corners is None:
+                raise InputError(
+                    f"{path}: the raster has no CRS, so its place is unknown; give its corners "
+                    "(upper-left lat,lon and lower-right lat,lon)"
+                )
+            if source.crs is None:
+                placed = _place_by_corners(source, corners, os.path.join(work, "placed.tif"))
+            else:
+                placed = None
+        with open_raster(placed or path) as source:
+            fields = _raster_fields(source, path)
+        if placed:
+            fields["properties"]["placed_by_corners"] = True
+        path = placed or path
         cog, converted = _as_cog(path, fields["properties"]["driver"], work)
         fields["properties"]["converted_to_cog"] = converted
         dataset = _new_dataset("geotiff", about, **fields)
         return _store_and_register(catalog, storage, dataset, {RASTER_ASSET: cog})
+
+
+def _place_by_corners(source: Any, corners: Sequence[float] | str, target: str) -> str:
+    """A GeoTIFF copy of an unplaced raster, stretched north-up over ``corners`` in
+    EPSG:4326 (the pixels unchanged)."""
+    from rasterio.transform import from_bounds
+
+    west, south, east, north = area_from_corners(corners).bbox
+    if west > east:
+        raise InputError("corners across the antimeridian cannot place a raster; split it")
+    with _quiet_gdal():
+        rasterio.shutil.copy(source, target, driver="GTiff", TILED="YES", COMPRESS="DEFLATE")
+        with rasterio.open(target, "r+") as placed:
+            placed.crs = "EPSG:4326"
+            placed.transform = from_bounds(west, south, east, north, placed.width, placed.height)
+    return target
 
 
 def _raster_fields(source: Any, path: str) -> dict[str, Any]:
