@@ -127,6 +127,7 @@ def view_from_hash(tab: Any) -> MapView:
 
 # An image placed by two corners (north-west of the demo product, clear of it).
 CORNERS = (37.78, -75.80, 37.74, -75.72)  # ul_lat, ul_lon, lr_lat, lr_lon
+TIFF_CORNERS = (37.58, -75.80, 37.54, -75.72)
 
 
 def write_unplaced_tiff(path: Path) -> None:
@@ -143,8 +144,9 @@ def test_images_are_placed_by_corners(
     page: Any, site: Site, login: Callable[..., None], tmp_path: Path, browser_log: Any
 ) -> None:
     """A raster without georeferencing: the server asks for corners (the page shows the
-    fieldset and the message). A PNG: the page asks up front; placed, it is an image overlay
-    whose box on the map is its corners', west half red and east half blue as drawn."""
+    fieldset and the message), then places it by them. A PNG: the page asks up front;
+    placed, it is an image overlay whose box on the map is its corners', west half red and
+    east half blue as drawn."""
     browser_log.allow(r"status of 422")
     unplaced = tmp_path / "unplaced.tif"
     write_unplaced_tiff(unplaced)
@@ -157,6 +159,15 @@ def test_images_are_placed_by_corners(
     assert "corners" in page.locator("#upload-status").inner_text().lower()
     assert page.locator("#upload-corners").is_visible()
     assert not site.api("GET", "/api/datasets?q=unplaced")[1]["datasets"]
+    # Given corners, the same file is placed north-up by them.
+    for field, value in zip(("ul-lat", "ul-lon", "lr-lat", "lr-lon"), TIFF_CORNERS, strict=True):
+        page.fill(f"#upload-{field}", str(value))
+    page.click("#upload-submit")
+    page.locator("#upload-status.success a.show-on-map").wait_for()
+    placed = site.api("GET", "/api/datasets?q=unplaced")[1]["datasets"]
+    assert [d["kind"] for d in placed] == ["geotiff"]
+    ul_lat, ul_lon, lr_lat, lr_lon = TIFF_CORNERS
+    assert placed[0]["bbox"] == pytest.approx([ul_lon, lr_lat, lr_lon, ul_lat], abs=1e-6)
 
     photo = tmp_path / "photo.png"
     pixels = np.zeros((40, 80, 3), dtype=np.uint8)
