@@ -124,3 +124,50 @@ def test_preflight_error_shows_beside_the_form_and_queues_nothing(
     _, after = site.api("GET", "/api/jobs")
     assert [job["id"] for job in after["jobs"]] == [job["id"] for job in before["jobs"]]
     assert page.locator("#jobs [data-job-id]").count() == 0
+
+
+def test_a_drawn_polygon_is_the_requested_area(
+    page: Any, site: Site, login: Callable[..., None]
+) -> None:
+    """A triangle drawn with #draw-polygon: the corners show its bounds, the job's product
+    has data inside the triangle and none in the other half of its bounding box."""
+    triangle = [(-11.42, 25.06), (-11.34, 25.06), (-11.42, 24.99)]  # lon, lat; right angle NW
+    login(page)
+    lon, lat = CENTRE
+    open_map(page, lat, lon, ZOOM)
+    view = MapView.of(page, lon, lat, ZOOM)
+    page.click("#draw-polygon")
+    for vertex in [*triangle, triangle[0]]:  # the first vertex again closes it
+        x, y = view.to_screen(*vertex)
+        page.mouse.move(x, y, steps=4)
+        page.mouse.down()
+        page.mouse.up()
+    page.wait_for_function("() => document.getElementById('corner-lr-lon').value !== ''")
+    assert "3 vertices" in page.locator("#request-area").inner_text()
+    assert corner_values(page) == pytest.approx([25.06, -11.42, 24.99, -11.34], abs=0.001)
+
+    page.fill("#request-name", "drawn triangle")
+    page.click("#request-submit")
+    item = page.locator("#jobs [data-job-id]").first
+    item.wait_for()
+    job_id = item.get_attribute("data-job-id")
+    page.wait_for_function(
+        """id => {
+            const item = document.querySelector(`#jobs [data-job-id="${id}"]`);
+            return item && item.querySelector('.job-state').textContent.includes('succeeded');
+        }""",
+        arg=job_id,
+        timeout=JOB_SECONDS * 1000,
+    )
+    job = site.api("GET", f"/api/jobs/{job_id}")[1]
+    assert job["spec"]["area"] is not None
+    page.locator(f"#layers li[data-layer-id='{job['dataset_id']}']").wait_for()
+
+    def value_at(lon: float, lat: float) -> Any:
+        query = f"/api/values?lon={lon}&lat={lat}&ids={job['dataset_id']}"
+        status, body = site.api("GET", query)
+        assert status == 200, body
+        return body["values"][0]["value"]
+
+    assert isinstance(value_at(-11.41, 25.05), float)  # inside, by the right angle
+    assert value_at(-11.35, 25.00) is None  # in the bbox, beyond the hypotenuse
