@@ -28,7 +28,7 @@ MAP_IDS = [
     "draw-rectangle", "draw-polygon", "request-submit", "request-errors", "jobs",
 ]  # fmt: skip
 SCRIPTS = ["madrone.js", "leaflet.js", "leaflet-geoman.min.js", "map.js", "swipe.js", "request.js"]
-SHEETS = ["leaflet.css", "leaflet-geoman.css", "map.css", "madrone.css"]
+SHEETS = ["madrone.css", "leaflet.css", "leaflet-geoman.css", "map.css"]
 PAGE_SCRIPTS = ["map.js", "swipe.js", "request.js"]
 
 

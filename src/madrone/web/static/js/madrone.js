@@ -77,8 +77,44 @@
     return text.slice(0, 10);
   }
 
+  // -- links to the map and to a dataset's files ---------------------------------------
+
+  // The centre and a zoom that fits bbox [w, s, e, n] in a map of at least 800 x 500 pixels
+  // (256-pixel Web Mercator tiles; the map page's sidebar takes part of a laptop screen);
+  // a point gets a street-level zoom.
+  function viewOf(bbox) {
+    let [west, south, east, north] = bbox.map(Number);
+    if (west > east) east += 360; // crosses the antimeridian
+    let lon = (west + east) / 2;
+    if (lon > 180) lon -= 360;
+    const lat = (south + north) / 2;
+    const lonSpan = east - west;
+    const latSpan = (north - south) / Math.max(Math.cos((lat * Math.PI) / 180), 0.05);
+    let zoom = 14;
+    if (lonSpan > 0 || latSpan > 0) {
+      const byLon = lonSpan > 0 ? Math.log2((800 * 360) / (256 * lonSpan)) : 18;
+      const byLat = latSpan > 0 ? Math.log2((500 * 360) / (256 * latSpan)) : 18;
+      zoom = Math.floor(Math.min(byLon, byLat));
+    }
+    zoom = Math.max(1, Math.min(18, zoom));
+    return { zoom, lat: Number(lat.toFixed(5)), lon: Number(lon.toFixed(5)) };
+  }
+
+  // The map page showing the dataset alone, fitted to its bbox (the map's URL state).
+  function showOnMap(dataset) {
+    const view = viewOf(dataset.bbox);
+    const id = encodeURIComponent(dataset.id);
+    return `/#map=${view.zoom}/${view.lat}/${view.lon}&layers=${id}:1`;
+  }
+
+  function assetUrl(dataset, key) {
+    return `/api/datasets/${encodeURIComponent(dataset.id)}/assets/${encodeURIComponent(key)}`;
+  }
+
+
   window.madrone = {
     api, ApiError, el, say, meta, user, formatDate,
+    links: { viewOf, showOnMap, assetUrl },
     basemapUrl: meta("madrone-basemap"),
     hasCentral: meta("madrone-central") === "yes",
   };

@@ -51,9 +51,7 @@
     return Object.keys(assets).find((key) => test(String(assets[key].type || ""), key)) || null;
   }
 
-  function assetUrl(dataset, key) {
-    return `/api/datasets/${encodeURIComponent(dataset.id)}/assets/${encodeURIComponent(key)}`;
-  }
+  const assetUrl = window.madrone.links.assetUrl;
 
   // A popup of a feature's properties (or a point's name and description), text only.
   function propertiesPopup(title, properties) {
