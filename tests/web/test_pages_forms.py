@@ -5,8 +5,6 @@ disabled for anyone below the editor role."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,9 +12,11 @@ import pytest
 from flask import Flask
 
 from madrone.catalog.db import Catalog
-from madrone.catalog.users import add_user, create_token
 from madrone.config import Settings
 from madrone.web import create_app
+from tests.web.pages import Page, fresh_catalog, make_app, token_for
+
+catalog = pytest.fixture(fresh_catalog, name="catalog")
 
 DATASETS_IDS = [
     "tab-local", "tab-shared", "local-table", "shared-table", "search-form", "search-q",
@@ -29,76 +29,6 @@ UPLOAD_IDS = [
     "upload-status", "point-form", "point-lat", "point-lon", "point-name",
     "point-description", "point-submit", "point-status",
 ]  # fmt: skip
-
-
-class Page(HTMLParser):
-    """What a test needs from a page: elements by id, script and stylesheet URLs, inline
-    scripts and style attributes."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.elements: dict[str, tuple[str, dict[str, str | None]]] = {}
-        self.scripts: list[str] = []
-        self.stylesheets: list[str] = []
-        self.inline_scripts: list[str] = []
-        self.style_attributes: list[str] = []
-        self.sort_buttons: list[str] = []
-        self.disabled_fieldsets = 0
-        self._in_script = False
-        self._stack: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if "id" in values:
-            assert values["id"] not in self.elements, f"duplicate id {values['id']}"
-            self.elements[values["id"] or ""] = (tag, values)
-        if "style" in values or any(name.startswith("on") for name in values):
-            self.style_attributes.append(f"<{tag} {values}>")
-        if tag == "script":
-            self._in_script = True
-            if values.get("src"):
-                self.scripts.append(values["src"] or "")
-        if tag == "link" and values.get("rel") == "stylesheet":
-            self.stylesheets.append(values.get("href") or "")
-        if tag == "button" and "th" in self._stack and values.get("data-sort"):
-            self.sort_buttons.append(values["data-sort"] or "")
-        if tag == "fieldset" and "disabled" in values:
-            self.disabled_fieldsets += 1
-        if tag in ("th", "fieldset"):
-            self._stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script":
-            self._in_script = False
-        if tag in ("th", "fieldset") and self._stack and self._stack[-1] == tag:
-            self._stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        if self._in_script and data.strip():
-            self.inline_scripts.append(data.strip())
-
-    def attribute(self, element_id: str, name: str) -> str | None:
-        return self.elements[element_id][1].get(name)
-
-    def has(self, element_id: str, name: str) -> bool:
-        return name in self.elements[element_id][1]
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    catalog = Catalog(f"sqlite:///{tmp_path}/c.sqlite")
-    yield catalog
-    catalog.dispose()
-
-
-def make_app(catalog: Catalog, **settings: int) -> Flask:
-    return create_app(Settings(**settings), catalog=catalog)
-
-
-def token_for(catalog: Catalog, name: str, role: str) -> dict[str, str]:
-    add_user(catalog, name, role)
-    return {"Authorization": f"Bearer {create_token(catalog, name).token}"}
 
 
 def render(app: Flask, path: str, headers: dict[str, str] | None = None) -> Page:
@@ -130,7 +60,7 @@ def test_pages_send_anonymous_callers_to_login_when_not_public(catalog: Catalog,
 def test_pages_have_no_inline_script_or_style(catalog: Catalog, path: str) -> None:
     page = render(make_app(catalog, public_read=1), path)
     assert page.inline_scripts == []
-    assert page.style_attributes == []
+    assert page.inline_styles == []
     assert "<style" not in make_app(catalog, public_read=1).test_client().get(path).text
 
 

@@ -6,8 +6,6 @@ the mosaic request form disabled below the editor role."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,9 +13,11 @@ import pytest
 from flask import Flask
 
 from madrone.catalog.db import Catalog
-from madrone.catalog.users import add_user, create_token
 from madrone.config import Settings
 from madrone.web import create_app
+from tests.web.pages import Page, fresh_catalog, make_app, token_for
+
+catalog = pytest.fixture(fresh_catalog, name="catalog")
 
 STATIC = Path(__file__).resolve().parents[2] / "src/madrone/web/static"
 MAP_IDS = [
@@ -30,68 +30,6 @@ MAP_IDS = [
 SCRIPTS = ["madrone.js", "leaflet.js", "leaflet-geoman.min.js", "map.js", "swipe.js", "request.js"]
 SHEETS = ["madrone.css", "leaflet.css", "leaflet-geoman.css", "map.css"]
 PAGE_SCRIPTS = ["map.js", "swipe.js", "request.js"]
-
-
-class Page(HTMLParser):
-    """Elements by id (with their tag, attributes and whether they sit in a disabled
-    fieldset), script and stylesheet URLs, inline scripts and inline styles or handlers."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.elements: dict[str, tuple[str, dict[str, str | None]]] = {}
-        self.options: dict[str, list[str]] = {}
-        self.scripts: list[str] = []
-        self.stylesheets: list[str] = []
-        self.inline_scripts: list[str] = []
-        self.inline_styles: list[str] = []
-        self._script = False
-        self._select: str | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = dict(attrs)
-        if "id" in values:
-            assert values["id"] not in self.elements, f"duplicate id {values['id']}"
-            self.elements[values["id"] or ""] = (tag, values)
-        if "style" in values or any(name.startswith("on") for name in values):
-            self.inline_styles.append(f"<{tag} {values}>")
-        if tag == "script":
-            self._script = True
-            if values.get("src"):
-                self.scripts.append(values["src"] or "")
-        if tag == "link" and values.get("rel") == "stylesheet":
-            self.stylesheets.append(values.get("href") or "")
-        if tag == "select":
-            self._select = values.get("id")
-            self.options[self._select or ""] = []
-        if tag == "option" and self._select:
-            self.options[self._select].append(values.get("value") or "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "script":
-            self._script = False
-        if tag == "select":
-            self._select = None
-
-    def handle_data(self, data: str) -> None:
-        if self._script and data.strip():
-            self.inline_scripts.append(data.strip())
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    catalog = Catalog(f"sqlite:///{tmp_path}/c.sqlite")
-    yield catalog
-    catalog.dispose()
-
-
-def make_app(catalog: Catalog, **settings: int | str) -> Flask:
-    return create_app(Settings(**settings), catalog=catalog)
-
-
-def token_for(catalog: Catalog, name: str, role: str) -> dict[str, str]:
-    add_user(catalog, name, role)
-    return {"Authorization": f"Bearer {create_token(catalog, name).token}"}
 
 
 def render(app: Flask, headers: dict[str, str] | None = None) -> tuple[Page, str]:

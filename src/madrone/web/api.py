@@ -10,7 +10,6 @@ server paths (``sources``, ``bands``) unless the caller is an admin. Every error
 
 from __future__ import annotations
 
-import math
 import mimetypes
 import posixpath
 import re
@@ -224,11 +223,11 @@ def upload() -> tuple[Response, int]:
 def values() -> Response:
     """The value at ``lon``, ``lat`` of each raster dataset of ``ids`` (null: nodata or
     outside); datasets of other kinds are left out."""
-    from madrone.web.tiles import point_value
+    from madrone.web.tiles import point_value, query_coordinate
 
     require("viewer")
-    lon = _coordinate("lon", 180.0)
-    lat = _coordinate("lat", 90.0)
+    lon = query_coordinate("lon", 180.0)
+    lat = query_coordinate("lat", 90.0)
     ids = [part.strip() for part in request.args.get("ids", "").split(",") if part.strip()]
     if len(ids) > MAX_VALUE_IDS:
         raise InputError(f"ids: at most {MAX_VALUE_IDS} datasets at a time, got {len(ids)}")
@@ -457,20 +456,6 @@ def _job_with_key(catalog: Any, key: str) -> bool:
 def _check_owner(user: User, owner: str | None, what: str) -> None:
     if user.role != "admin" and user.name != owner:
         raise AccessDeniedError(f"{what} belongs to {owner}; only they or an admin may change it")
-
-
-def _coordinate(name: str, limit: float) -> float:
-    """A required query argument in [-limit, limit]; the error names it."""
-    text = request.args.get(name)
-    if text is None or not text.strip():
-        raise InputError(f"{name} is required (decimal degrees)")
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"{name}={text!r} is not a number") from None
-    if not math.isfinite(value) or abs(value) > limit:
-        raise InputError(f"{name}={text} is outside [-{limit:g}, {limit:g}]")
-    return value
 
 
 def _floats(text: str | None, name: str, count: int) -> list[float] | None:

@@ -124,8 +124,8 @@ def legend(dataset_id: str) -> Response:
 def point(dataset_id: str) -> Response:
     """Band 1's value at ``lon``, ``lat`` (WGS84); ``value`` is null for nodata."""
     require("viewer")
-    lon = _coordinate("lon", 180.0)
-    lat = _coordinate("lat", 90.0)
+    lon = query_coordinate("lon", 180.0)
+    lat = query_coordinate("lat", 90.0)
     dataset, central = find_dataset(dataset_id)
     try:
         value = _read_point(dataset, central, lon, lat)
@@ -217,7 +217,7 @@ def _check_tile(z: int, x: int, y: int) -> None:
         raise InputError(f"tile x={x}, y={y} does not exist at zoom {z} (0 to {2**z - 1})")
 
 
-def _coordinate(name: str, limit: float) -> float:
+def query_coordinate(name: str, limit: float) -> float:
     """A required query argument in [-limit, limit]; the error names it."""
     text = request.args.get(name)
     if text is None or not text.strip():
