@@ -12,17 +12,9 @@ of the COG step's CPU).
 
 from __future__ import annotations
 
-import numexpr
 import numpy as np
 
 from madrone.grid import Tile
-
-# Sum of the valid values over their number: 0 / 0 gives the NaN of an empty block.
-_BLOCK_MEAN = (
-    "(where(a == a, a, 0) + where(b == b, b, 0) + where(c == c, c, 0) + where(d == d, d, 0))"
-    " / (where(a == a, 1, 0) + where(b == b, 1, 0) + where(c == c, 1, 0) + where(d == d, 1, 0))"
-)
-
 
 def overview_factors(height: int, width: int, block: int) -> list[int]:
     """Overview levels 2, 4, ... until the smallest fits in one block."""
@@ -45,14 +37,18 @@ def halve(values: np.ndarray) -> np.ndarray:
         padded = np.full((height + height % 2, width + width % 2), np.nan, np.float32)
         padded[:height, :width] = values
         values = padded
-    blocks = {
-        "a": values[0::2, 0::2],
-        "b": values[0::2, 1::2],
-        "c": values[1::2, 0::2],
-        "d": values[1::2, 1::2],
-    }
+    valid = ~np.isnan(values)
+    filled = np.where(valid, values, np.float32(0))
+    # The sum and the count of the valid values of each block, in a fixed order: a, b, c, d.
+    total = filled[0::2, 0::2] + filled[0::2, 1::2]
+    total += filled[1::2, 0::2]
+    total += filled[1::2, 1::2]
+    count = valid[0::2, 0::2].astype(np.uint8)
+    count += valid[0::2, 1::2]
+    count += valid[1::2, 0::2]
+    count += valid[1::2, 1::2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return numexpr.evaluate(_BLOCK_MEAN, local_dict=blocks).astype(np.float32, copy=False)
+        return total / count  # float32; 0 / 0 is the NaN of a block with no valid value
 
 
 def tile_levels(values: np.ndarray, factors: list[int]) -> list[np.ndarray]:
