@@ -19,7 +19,7 @@ from madrone.engine.plan import DEFAULT_AREA_RESOLUTION, Plan, plan
 from madrone.engine.run import Executor, Progress, RunResult, run_plan
 from madrone.engine.spec import ALL_PRODUCTS, JobSpec
 from madrone.errors import InputError
-from madrone.executors.local import LocalExecutor
+from madrone.executors.local import IN_PROCESS_PIXELS, LocalExecutor
 from madrone.sources.catalog import SearchSpec
 from madrone.sources.mosaic import mosaic_source
 from madrone.sources.spec import SourceSpec
@@ -87,14 +87,17 @@ def make_executor(
 ) -> Executor:
     """The executor a run uses: the workers of a Dask scheduler when ``dask`` names one
     (``tcp://host:8786``, or a ``distributed.Client``), else the local process pool of
-    ``workers`` processes (default: ``settings.workers``, else all cores)."""
+    ``workers`` processes (default: ``settings.workers``, else all cores, and then a job of
+    at most ``IN_PROCESS_PIXELS`` runs in this process, without a pool)."""
     if dask:
         from madrone.executors.dask import DaskExecutor
 
         return DaskExecutor(dask)
+    chosen = workers if workers is not None else settings.workers
     return LocalExecutor(
-        settings.resolved_workers(workers), settings.tiles_in_flight, settings.gdal_cache_mb
-    )
+        settings.resolved_workers(workers), settings.tiles_in_flight, settings.gdal_cache_mb,
+        in_process_pixels=IN_PROCESS_PIXELS if chosen == 0 else 0,
+    )  # fmt: skip
 
 
 def run(

@@ -87,7 +87,11 @@ def common_options(products: tuple[str, ...], resampling_help: str) -> Callable:
         ),
         click.option("--name", help="Product name prefix (default: from the source)."),
         click.option("--tile-size", type=int, help="Tile edge in pixels (default: from blocks)."),
-        click.option("--workers", type=int, help="Local processes (default: all cores)."),
+        click.option(
+            "--workers",
+            type=int,
+            help="Local processes (default: all cores; a job of up to 2048x2048 px runs in one).",
+        ),
         click.option("--dask", "dask_address", help="Run on a Dask scheduler, tcp://host:8786."),
         click.option("--master", "master_address", help="Submit to a madrone master, host:50051."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary."),
