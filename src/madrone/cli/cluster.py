@@ -114,6 +114,9 @@ def run_master(
     """Serve a catalog's queue in the foreground until SIGTERM or SIGINT. A job in hand is
     handed back to the queue (no attempt counted); returns once the run's processes are
     gone, with the catalog and the storage closed."""
+    # The engine loads with the runner (a second or more): a signal meanwhile is kept for
+    # the master, which then stops before its first job, instead of cutting the setup short.
+    early = _stop_on_signals()
     grpc = _start_grpc(listen, settings) if listen else None
     runner = service.master_runner(settings, dask=dask, grpc=grpc[1] if grpc else None)
     try:
@@ -122,6 +125,8 @@ def run_master(
                             work_dir=work_dir)  # fmt: skip
             for number in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(number, lambda *_: served.stop())
+            if early.is_set():
+                served.stop()
             click.echo(
                 f"madrone master {served.name}: serving {catalog.safe_url}, products to "
                 f"{storage.url}; SIGTERM or Ctrl-C stops",
