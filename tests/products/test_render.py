@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -245,3 +247,21 @@ def test_render_legend_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(ProcessingError, match=r"legend\.png"):
         render_legend(str(tmp_path / "legend.png"), NDVI, "NDVI")
     assert sorted(os.listdir(tmp_path)) == ["legend.png"]
+
+
+def test_the_engine_loads_matplotlib_only_for_colours(data_dir) -> None:
+    """Planning a job and importing the pool's worker module need no matplotlib (the fork
+    server imports that module); the first lookup table loads it."""
+    probe = (
+        "import sys; from madrone.api import build_spec; from madrone.engine.plan import plan; "
+        "import madrone.executors.local; "
+        "from madrone.products.render import lookup_table, style_for; "
+        f"plan(build_spec([{str(data_dir / 'L1C_T18SVG_20160112_crop')!r}], "
+        "['ndvi', 'ndsi', 'ndwi', 'nbr'])); "
+        "before = 'matplotlib' in sys.modules; "
+        "table = lookup_table(style_for('NDVI', 'vegetation').colormap); "
+        "print(before, 'matplotlib' in sys.modules, table[0].tolist())"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=2) == ["False", "True", f"{list(RED_END)}\n"]

@@ -23,18 +23,18 @@ when complete, and are byte-identical for identical input.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from matplotlib import colormaps
-from matplotlib.colors import Colormap, LinearSegmentedColormap, ListedColormap
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, MemoryFile
@@ -42,16 +42,15 @@ from rasterio.windows import Window
 
 from madrone.errors import InputError, ProcessingError
 
+if TYPE_CHECKING:
+    from matplotlib.colors import Colormap
+
+# matplotlib loads when colours are first needed (a PNG, a legend, a web tile), not with the
+# engine: a COG-only job and the pool's fork server never pay for it.
 # Positions are fractions of [vmin, vmax] = [-1, 1]: 0.5 is index 0, 0.7 is NDSI 0.4.
-_MADRONE_COLORMAPS: dict[str, Colormap] = {
-    "madrone_snow": LinearSegmentedColormap.from_list(
-        "madrone_snow",
-        [(0.0, "#6b4423"), (0.5, "#d8c3a0"), (0.7, "#ffffff"), (1.0, "#9fd3f5")],
-    ),
-    "madrone_water": LinearSegmentedColormap.from_list(
-        "madrone_water",
-        [(0.0, "#8c510a"), (0.5, "#f6e8c3"), (0.75, "#6baed6"), (1.0, "#08306b")],
-    ),
+_MADRONE_COLORMAP_STOPS: dict[str, list[tuple[float, str]]] = {
+    "madrone_snow": [(0.0, "#6b4423"), (0.5, "#d8c3a0"), (0.7, "#ffffff"), (1.0, "#9fd3f5")],
+    "madrone_water": [(0.0, "#8c510a"), (0.5, "#f6e8c3"), (0.75, "#6baed6"), (1.0, "#08306b")],
 }
 
 _DOMAIN_COLORMAPS: dict[str, str] = {
@@ -60,6 +59,9 @@ _DOMAIN_COLORMAPS: dict[str, str] = {
     "water": "madrone_water",
     "burn": "inferno",
 }
+
+# The colormaps madrone itself picks: a Style naming one needs no check against matplotlib.
+_KNOWN_COLORMAPS = frozenset({*_MADRONE_COLORMAP_STOPS, *_DOMAIN_COLORMAPS.values(), "viridis"})
 
 _NAME_DOMAINS: dict[str, str] = {
     "NDVI": "vegetation",
@@ -88,13 +90,18 @@ class Style:
             raise InputError(
                 f"style range must be finite with vmin < vmax, got [{self.vmin}, {self.vmax}]"
             )
-        get_colormap(self.colormap)
+        if self.colormap not in _KNOWN_COLORMAPS:
+            get_colormap(self.colormap)
 
 
+@functools.cache
 def get_colormap(name: str) -> Colormap:
     """Return a madrone-defined colormap or a registered matplotlib one by name."""
-    if name in _MADRONE_COLORMAPS:
-        return _MADRONE_COLORMAPS[name]
+    from matplotlib import colormaps
+    from matplotlib.colors import LinearSegmentedColormap
+
+    if name in _MADRONE_COLORMAP_STOPS:
+        return LinearSegmentedColormap.from_list(name, _MADRONE_COLORMAP_STOPS[name])
     try:
         return colormaps[name]
     except KeyError as e:
@@ -180,7 +187,7 @@ def render_legend(legend_path: str, style: Style, title: str) -> str:
     """Draw a small horizontal colorbar PNG with ticks and a title; return its path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import ListedColormap, Normalize
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4.0, 1.0), dpi=100)
