@@ -173,6 +173,17 @@ def request_spec(sources: tuple[str, ...], options: dict[str, Any], given: set[s
         band_map = parse_band_map(options["band_maps"])
         specs = [SourceSpec(path=source, band_map=band_map) for source in sources]
         return build_spec(specs, indices, bbox=bbox, **common)
+    check_one_request(sources, area_given)
+    return build_mosaic_spec(
+        corners=options["corners"], bbox=bbox, geometry=options["geometry"],
+        source=options["source"], indices=indices, band_map=parse_band_map(options["band_maps"]),
+        max_cloud=options["max_cloud"], collections=split_list(options["collections"]),
+        limit=options["limit"], method=options["method"], **common,
+    )  # fmt: skip
+
+
+def check_one_request(sources: Sequence[str], area_given: Sequence[str]) -> None:
+    """An area request (no SOURCES) must name its area; SOURCES and an area are two requests."""
     if sources:
         raise InputError(
             f"SOURCES {' '.join(sources)} and an area: give SOURCES (as for process) or "
@@ -180,12 +191,6 @@ def request_spec(sources: tuple[str, ...], options: dict[str, Any], given: set[s
         )
     if not area_given:
         raise InputError("give SOURCES to process, or an area: --corners, --bbox or --geometry")
-    return build_mosaic_spec(
-        corners=options["corners"], bbox=bbox, geometry=options["geometry"],
-        source=options["source"], indices=indices, band_map=parse_band_map(options["band_maps"]),
-        max_cloud=options["max_cloud"], collections=split_list(options["collections"]),
-        limit=options["limit"], method=options["method"], **common,
-    )  # fmt: skip
 
 
 def remote_request(
@@ -215,13 +220,7 @@ def remote_request(
                 "(an area request: --corners, --bbox or --geometry without SOURCES)"
             )
         return {**body, "sources": list(sources)}
-    if sources:
-        raise InputError(
-            f"SOURCES {' '.join(sources)} and an area: give SOURCES (as for process) or "
-            "--corners/--geometry (as for mosaic), not both"
-        )
-    if not area_given:
-        raise InputError("give SOURCES to process, or an area: --corners, --bbox or --geometry")
+    check_one_request(sources, area_given)
     corners = parse_floats(options["corners"], 4, "--corners")
     body.update(
         corners=list(corners) if corners else None,
