@@ -20,6 +20,7 @@ from madrone.products.render import (
     lookup_table,
     render_legend,
     render_png,
+    sample_colormap,
     style_for,
 )
 from tests.support.rasters import TRANSFORM, write_raster
@@ -249,19 +250,52 @@ def test_render_legend_leaves_nothing_on_failure(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["legend.png"]
 
 
-def test_the_engine_loads_matplotlib_only_for_colours(data_dir) -> None:
-    """Planning a job and importing the pool's worker module need no matplotlib (the fork
-    server imports that module); the first lookup table loads it."""
+def test_a_jobs_products_load_no_matplotlib(data_dir, tmp_path) -> None:
+    """Planning, the pool's worker module, the lookup tables and the legend of madrone's own
+    colormaps need no matplotlib (it cost more than a small job's pixels); another colormap
+    (the web app's grey) loads it."""
     probe = (
         "import sys; from madrone.api import build_spec; from madrone.engine.plan import plan; "
         "import madrone.executors.local; "
-        "from madrone.products.render import lookup_table, style_for; "
+        "from madrone.products.render import lookup_table, render_legend, style_for; "
         f"plan(build_spec([{str(data_dir / 'L1C_T18SVG_20160112_crop')!r}], "
-        "['ndvi', 'ndsi', 'ndwi', 'nbr'])); "
-        "before = 'matplotlib' in sys.modules; "
-        "table = lookup_table(style_for('NDVI', 'vegetation').colormap); "
-        "print(before, 'matplotlib' in sys.modules, table[0].tolist())"
+        "['ndvi', 'ndsi', 'ndwi', 'nbr', 'evi'])); "
+        "tables = [lookup_table(style_for(i, None).colormap) for i in ('NDVI', 'NDSI', 'NDWI', "
+        "'NBR', 'EVI')]; "
+        f"render_legend({str(tmp_path / 'legend.png')!r}, style_for('NDVI', None), 'NDVI'); "
+        "before = 'matplotlib' in sys.modules; grey = lookup_table('gray'); "
+        "print(before, 'matplotlib' in sys.modules, tables[0][0].tolist(), grey[-1].tolist())"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split(maxsplit=2) == ["False", "True", f"{list(RED_END)}\n"]
+    assert done.stdout.split(maxsplit=2) == [
+        "False",
+        "True",
+        f"{list(RED_END)} [255, 255, 255, 255]\n",
+    ]
+
+
+@pytest.mark.parametrize("name", ["RdYlGn", "inferno", "viridis", "madrone_snow", "madrone_water"])
+def test_stored_lookup_tables_are_matplotlibs(name: str) -> None:
+    stored = lookup_table(name)
+    assert stored.shape == (256, 4) and stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, sample_colormap(name))
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_the_legend_draws_the_bar_ticks_and_text_in_place(tmp_path) -> None:
+    style = style_for("myexpr", None)  # viridis, with a label below the ticks
+    path = render_legend(str(tmp_path / "legend.png"), style, "MYEXPR")
+    with rasterio.open(path) as ds:
+        rgba = ds.read().transpose(1, 2, 0).astype(int)
+    lut = lookup_table("viridis")
+    assert rgba[0, 0].tolist() == [255, 255, 255, 255], "white, opaque background"
+    middle = rgba[47, 200]  # the bar's centre row, value 0.0
+    assert np.abs(middle[:3] - lut[128, :3]).max() <= 4
+    assert rgba[47, 30].tolist() == lut[0].tolist(), "the low end's triangle"
+    assert rgba[47, 370].tolist() == lut[255].tolist(), "the high end's triangle"
+    dark = (rgba[..., :3].sum(axis=2) < 200).nonzero()[0]
+    rows = set(dark.tolist())
+    assert rows & set(range(10, 30)), "the title above the bar"
+    assert rows & set(range(62, 78)), "the tick labels"
+    assert rows & set(range(82, 96)), "the label below them"

@@ -14,7 +14,10 @@ alike and can be compared by eye (no per-scene stretching):
 
 Values outside the range take the end colours; NaN (and any non-finite value or the
 raster's own nodata value) becomes fully transparent. Colours come from a 256-entry lookup
-table, so mapping a 10980 x 10980 raster is a few vectorised numpy passes.
+table, so mapping a 10980 x 10980 raster is a few vectorised numpy passes. The tables of the
+colormaps madrone picks are stored in ``data/colormaps`` (matplotlib's, checked by the tests)
+and the legend is drawn with Pillow: a product needs no matplotlib, whose import cost more
+than a small job's pixels (bench/startup.py).
 
 Outputs are written under a temporary name beside the target and renamed into place only
 when complete, and are byte-identical for identical input.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -35,6 +39,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from PIL import Image, ImageDraw, ImageFont
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader, MemoryFile
@@ -73,6 +78,7 @@ _NAME_DOMAINS: dict[str, str] = {
 }
 
 _LUT_SIZE = 256
+_TABLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "colormaps")
 _STRIP_ROWS = 512
 
 
@@ -116,8 +122,26 @@ def style_for(index_name: str, domain: str | None) -> Style:
 
 def lookup_table(colormap: str) -> np.ndarray:
     """Return the colormap sampled at 256 evenly spaced points as uint8 RGBA, shape (256, 4)."""
+    if colormap in _KNOWN_COLORMAPS:
+        return _stored_table(colormap).copy()
+    return sample_colormap(colormap)
+
+
+def sample_colormap(colormap: str) -> np.ndarray:
+    """``lookup_table`` computed by matplotlib (what ``data/colormaps`` stores)."""
     samples = get_colormap(colormap)(np.linspace(0.0, 1.0, _LUT_SIZE))
     return np.rint(np.asarray(samples) * 255.0).astype(np.uint8)
+
+
+def write_stored_tables(folder: str = _TABLES) -> None:
+    """Rewrite ``data/colormaps`` from matplotlib (after changing a colormap)."""
+    for name in sorted(_KNOWN_COLORMAPS):
+        np.save(os.path.join(folder, f"{name}.npy"), sample_colormap(name))
+
+
+@functools.cache
+def _stored_table(name: str) -> np.ndarray:
+    return np.load(os.path.join(_TABLES, f"{name}.npy"))
 
 
 def colorize(values: np.ndarray, style: Style, lut: np.ndarray | None = None) -> np.ndarray:
@@ -185,32 +209,68 @@ def render_png(raster_path: str, png_path: str, style: Style, max_size: int | No
 
 def render_legend(legend_path: str, style: Style, title: str) -> str:
     """Draw a small horizontal colorbar PNG with ticks and a title; return its path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import ListedColormap, Normalize
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.0, 1.0), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.06, 0.42, 0.88, 0.22))
-    cmap = ListedColormap(lookup_table(style.colormap) / 255.0, name=style.colormap)
-    mappable = ScalarMappable(norm=Normalize(style.vmin, style.vmax), cmap=cmap)
-    bar = fig.colorbar(mappable, cax=ax, orientation="horizontal", extend="both")
-    bar.set_ticks(np.linspace(style.vmin, style.vmax, 5).tolist())
-    bar.ax.tick_params(labelsize=8)
-    ax.set_title(title, fontsize=9)
-    if style.label and style.label not in title:
-        bar.set_label(style.label, fontsize=8)
     staging = _make_staging_dir(legend_path)
     try:
         tmp = os.path.join(staging, os.path.basename(legend_path))
-        fig.savefig(tmp, format="png", metadata={"Software": None})
+        draw_legend(style, title).save(tmp, format="PNG")
         _move_into_place([(tmp, legend_path)])
     except OSError as e:
         raise ProcessingError(f"cannot write legend {legend_path}: {e}") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return legend_path
+
+
+# The legend's layout in pixels of its 400 x 100 image (matplotlib's colorbar at 100 dpi, as
+# madrone drew it before): the bar, its end triangles, the ticks; text sizes in points.
+_LEGEND_SIZE = (400, 100)
+_LEGEND_BAR = (40, 36, 360, 58)  # left, top, right, bottom
+_LEGEND_END, _LEGEND_TICK, _LEGEND_DPI = 16, 5, 100
+_LEGEND_SCALE = 4  # drawn 4x larger, then reduced: smooth edges and text
+_BLACK = (0, 0, 0, 255)
+
+
+def draw_legend(style: Style, title: str) -> Image.Image:
+    """The legend image: the colormap over [vmin, vmax] with five labelled ticks, triangles
+    in the end colours (values beyond the range), the title above and the label below."""
+    s = _LEGEND_SCALE
+    image = Image.new("RGBA", (_LEGEND_SIZE[0] * s, _LEGEND_SIZE[1] * s), (255, 255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    left, top, right, bottom = (v * s for v in _LEGEND_BAR)
+    lut = lookup_table(style.colormap)
+    ramp = np.linspace(style.vmin, style.vmax, right - left, dtype=np.float32)[None, :]
+    colours = np.ascontiguousarray(colorize(ramp, style, lut).transpose(1, 2, 0))
+    bar = Image.fromarray(colours, "RGBA").resize((right - left, bottom - top), Image.NEAREST)
+    image.paste(bar, (left, top))
+    middle, end = (top + bottom) / 2, _LEGEND_END * s
+    draw.polygon([(left, top), (left - end, middle), (left, bottom)], fill=tuple(lut[0]))
+    draw.polygon([(right, top), (right + end, middle), (right, bottom)], fill=tuple(lut[-1]))
+    outline = [(left, top), (right, top), (right + end, middle), (right, bottom),
+               (left, bottom), (left - end, middle), (left, top)]  # fmt: skip
+    draw.line(outline, fill=_BLACK, width=s, joint="curve")
+    small, large = _legend_font(8), _legend_font(9)
+    for value in np.linspace(style.vmin, style.vmax, 5):
+        x = left + (value - style.vmin) / (style.vmax - style.vmin) * (right - left)
+        draw.line([(x, bottom), (x, bottom + _LEGEND_TICK * s)], fill=_BLACK, width=s)
+        label = f"{value:.1f}".replace("-", "\u2212")  # a typographic minus, as matplotlib's
+        draw.text((x, bottom + (_LEGEND_TICK + 2) * s), label, _BLACK, small, anchor="mt")
+    draw.text((image.width / 2, top - 8 * s), title, _BLACK, large, anchor="md")
+    if style.label and style.label not in title:
+        draw.text((image.width / 2, bottom + 26 * s), style.label, _BLACK, small, anchor="mt")
+    return image.resize(_LEGEND_SIZE, Image.LANCZOS)
+
+
+@functools.cache
+def _legend_font(points: float) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (matplotlib's own font file, found without importing matplotlib)."""
+    spec = importlib.util.find_spec("matplotlib")
+    folder = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else ""
+    path = os.path.join(folder, "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+    if not os.path.exists(path):
+        from matplotlib import font_manager
+
+        path = font_manager.findfont("DejaVu Sans")
+    return ImageFont.truetype(path, round(points * _LEGEND_DPI / 72 * _LEGEND_SCALE))
 
 
 def _output_shape(width: int, height: int, max_size: int | None) -> tuple[int, int]:
