@@ -51,14 +51,19 @@ def children_cpu() -> float:
     return total + usage.ru_utime + usage.ru_stime
 
 
-def timed(name: str, function: Callable) -> Callable:
+def thread_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(name: str, function: Callable, clock: Callable[[], float] = own_cpu) -> Callable:
     def wrapper(*args, **kwargs):
-        wall, cpu = time.perf_counter(), own_cpu()
+        wall, cpu = time.perf_counter(), clock()
         try:
             return function(*args, **kwargs)
         finally:
             WALL[name] += time.perf_counter() - wall
-            CPU[name] += own_cpu() - cpu
+            CPU[name] += clock() - cpu
 
     return wrapper
 
@@ -73,12 +78,12 @@ def main() -> None:
     args = parser.parse_args()
     run.run_plan = timed("run", run.run_plan)
     run.RunSession.finish = timed("finish", run.RunSession.finish)
-    writer.CogWriter.finish = timed(
-        "COG encode (levels made with the tiles)", writer.CogWriter.finish
-    )
+    writer.CogWriter.prepare = timed("prepare", writer.CogWriter.prepare)
+    run.RunSession._encode_and_draw = timed("encode", run.RunSession._encode_and_draw)
+    # Drawn in a thread while the COG is encoded: that thread's own CPU.
+    run.render_png = timed("png", run.render_png, thread_cpu)
+    run.render_legend = timed("legend", run.render_legend, thread_cpu)
     run.merge_partials = timed("statistics merge", run.merge_partials)
-    run.render_png = timed("png", run.render_png)
-    run.render_legend = timed("legend", run.render_legend)
     run.build_item = timed("stac item", run.build_item)
     settings = Settings.from_env()
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as out:
@@ -103,9 +108,16 @@ def main() -> None:
         ("tiles (decode, index, stats, levels, raw write)", WALL["run"] - WALL["finish"],
          CPU["run"] - CPU["finish"] + pool),
     ]  # fmt: skip
-    stages = ("COG encode (levels made with the tiles)", "statistics merge", "png", "legend",
-              "stac item")  # fmt: skip
-    rows += [(name, WALL[name], CPU[name]) for name in stages if name in WALL]
+    drawing = CPU["png"] + CPU["legend"]
+    rows += [
+        ("overview VRTs (levels made with the tiles)", WALL["prepare"], CPU["prepare"]),
+        ("COG encode (PNG and legend drawn meanwhile)", WALL["encode"] - WALL["prepare"],
+         CPU["encode"] - CPU["prepare"] - drawing),
+        ("  of which PNG (its thread)", WALL["png"], CPU["png"]),
+        ("  of which legend (its thread)", WALL["legend"], CPU["legend"]),
+        ("statistics merge", WALL["statistics merge"], CPU["statistics merge"]),
+        ("stac item", WALL["stac item"], CPU["stac item"]),
+    ]  # fmt: skip
     rows.append(("total", total_wall, total_cpu))
     for name, seconds, cpu_seconds in rows:
         print(f"{name:<48} {seconds:7.2f} {cpu_seconds:7.2f}")

@@ -86,6 +86,28 @@ def test_ndvi_ndsi_match_numpy_and_keep_the_input_grid(data_dir: Path, tmp_path:
     assert -0.6 < stats["min"] < -0.4 and 0.75 < stats["max"] < 0.9  # PROVENANCE: -0.53..0.82
 
 
+@pytest.mark.parametrize("png_max_size", [300, 4096])
+def test_png_drawn_while_encoding_equals_one_drawn_from_the_cog(
+    data_dir: Path, tmp_path: Path, png_max_size: int
+) -> None:
+    """The PNG is drawn from the values before the COG exists (decimated through their
+    overview levels at 300 px): byte for byte what the COG itself gives, and the COG's
+    overviews are those levels."""
+    from madrone.config import Settings
+    from madrone.products.render import render_png, style_for
+
+    settings = Settings(png_max_size=png_max_size)
+    result = process([str(data_dir / T29)], ["ndvi"], str(tmp_path / "out"), workers=1,
+                     settings=settings)  # fmt: skip
+    files = result.products["NDVI"].files
+    again = render_png(files["cog"], str(tmp_path / "again.png"), style_for("NDVI", None),
+                       png_max_size)  # fmt: skip
+    assert Path(again["path"]).read_bytes() == Path(files["png"]).read_bytes()
+    assert (tmp_path / "again.pgw").read_bytes() == Path(files["png"][:-4] + ".pgw").read_bytes()
+    with rasterio.open(files["cog"]) as cog, rasterio.open(files["png"]) as png:
+        assert cog.overviews(1) == [2, 4] and png.width == min(png_max_size, cog.width)
+
+
 def test_cog_is_valid_and_png_is_placed(data_dir: Path, tmp_path: Path) -> None:
     from rio_cogeo.cogeo import cog_validate
 

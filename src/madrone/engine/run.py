@@ -16,6 +16,7 @@ import shutil
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -265,11 +266,11 @@ class RunSession:
     def finish(self) -> RunResult:
         """Encode the COGs, make the other products and move them into the output folder."""
         plan = self.plan
-        cogs = self.writer.finish()
+        cogs, drawn = self._encode_and_draw()
         notes = _date_notes(plan) + _plausibility(plan, self.counts)
         products = {
             key: _index_products(
-                plan, key, cogs, self.names[key], notes, self.partials[key], self.png_max_size,
+                plan, key, cogs, self.names[key], notes, self.partials[key], drawn[key],
                 self.used,
             )
             for key in self.names
@@ -283,6 +284,31 @@ class RunSession:
             plan.name, self.output_dir, products, notes, len(plan.tiles),
             datetime=moment, start_datetime=start, end_datetime=end, undated=undated,
         )  # fmt: skip
+
+    def _encode_and_draw(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """Encode the COGs and, meanwhile in a thread, draw each index's PNG and legend from
+        the prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
+        drawn while GDAL's encoding threads leave a core idle part of the time."""
+        sources = self.writer.prepare()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="madrone-draw") as side:
+            pending = {
+                key: side.submit(
+                    _draw,
+                    self.plan,
+                    key,
+                    sources[key],
+                    self.staging,
+                    self.names[key],
+                    self.png_max_size,
+                )
+                for key in self.names
+            }
+            try:
+                cogs = {key: self.writer.encode(key) for key in sources}
+            finally:
+                drawn = {key: future.result() for key, future in pending.items()}
+        self.writer.abort()
+        return cogs, drawn
 
     def abort(self) -> None:
         """Remove the staging folder and everything in it (idempotent)."""
@@ -376,6 +402,23 @@ def _tags(plan: Plan) -> dict[str, dict[str, str]]:
     }
 
 
+def _draw(
+    plan: Plan, key: str, source: str, staging: str, name: str, png_max_size: int
+) -> dict[str, str]:
+    """The index's PNG (from ``source``, the finished values) and legend, as wanted."""
+    index = next(i for i in plan.context.indices if i.name == key)
+    style = style_for(index.name, index.domain)
+    wanted, files = plan.spec.products, {}
+    if "png" in wanted:
+        png = render_png(source, os.path.join(staging, f"{name}.png"), style, png_max_size)
+        files["png"] = png["path"]
+    if "legend" in wanted:
+        files["legend"] = render_legend(
+            os.path.join(staging, f"{name}.legend.png"), style, f"{index.name} ({index.long_name})"
+        )
+    return files
+
+
 def _index_products(
     plan: Plan,
     key: str,
@@ -383,7 +426,7 @@ def _index_products(
     name: str,
     notes: list[Note],
     partials: dict[WindowKey, WindowStats],
-    png_max_size: int,
+    drawn: dict[str, str],
     used: dict[str, int],
 ) -> IndexProducts:
     index = next(i for i in plan.context.indices if i.name == key)
@@ -397,14 +440,7 @@ def _index_products(
     if count_key(key) in cogs:
         files["count"] = cogs[count_key(key)]
         observations = count_summary(files["count"])
-    if "png" in wanted:
-        files["png"] = render_png(cog, os.path.join(staging, f"{name}.png"), style, png_max_size)[
-            "path"
-        ]
-    if "legend" in wanted:
-        files["legend"] = render_legend(
-            os.path.join(staging, f"{name}.legend.png"), style, f"{index.name} ({index.long_name})"
-        )
+    files.update(drawn)
     if "json" in wanted:
         files["json"] = os.path.join(staging, f"{name}.json")
         item = build_item(

@@ -102,6 +102,7 @@ class CogWriter:
         # Float keys get their levels from the tiles (block means); counts from GDAL.
         self._leveled = [key for key in names if self._dtypes[key].kind == "f"]
         self._complete_levels = True  # every tile so far held whole blocks of every level
+        self._sources: dict[str, str] = {}  # key -> the VRT to encode, once prepared
         self._raw: dict[tuple[str, int], str] = {}
         self._fds: dict[tuple[str, int], int] = {}
         for key, name in self._names.items():
@@ -151,33 +152,44 @@ class CogWriter:
 
     def finish(self) -> dict[str, str]:
         """Encode every raw file and its levels as a COG; return key -> COG path."""
-        if self._factors and not self._complete_levels:  # a tile cut the largest blocks
-            for key in self._leveled:
-                self._levels_from_raw(key)
-        self._close_files()
-        done = {}
-        for key in self._names:
-            cog_path = os.path.join(self._dir, f"{self._names[key]}.tif")
-            with rasterio.Env(
-                COMPRESS_OVERVIEW="NONE",
-                GDAL_NUM_THREADS=str(self._threads),
-                GDAL_CACHEMAX=self._cache_mb * 1024 * 1024,  # rasterio passes ints as bytes
-            ):
-                rasterio.shutil.copy(
-                    self._source_with_overviews(key),
-                    cog_path,
-                    driver="COG",
-                    COMPRESS=self._compress,
-                    PREDICTOR="YES",
-                    LEVEL=str(self._zlevel),
-                    BLOCKSIZE=str(COG_BLOCK),
-                    OVERVIEWS="FORCE_USE_EXISTING" if self._factors else "NONE",
-                    NUM_THREADS=str(self._threads),
-                    BIGTIFF="IF_SAFER",
-                )
-            done[key] = cog_path
+        self.prepare()
+        done = {key: self.encode(key) for key in self._names}
         self.abort()
         return done
+
+    def prepare(self) -> dict[str, str]:
+        """Close the raw files and put the overviews in place; return key -> a VRT of the
+        finished values with its overviews: what ``encode`` reads, the same pixels as the
+        COG, so the PNG can be drawn from it while the COG is encoded."""
+        if not self._sources:
+            if self._factors and not self._complete_levels:  # a tile cut the largest blocks
+                for key in self._leveled:
+                    self._levels_from_raw(key)
+            self._close_files()
+            self._sources = {key: self._source_with_overviews(key) for key in self._names}
+        return dict(self._sources)
+
+    def encode(self, key: str) -> str:
+        """Encode one key's prepared VRT as a COG on ``threads`` threads; return its path."""
+        source = self.prepare()[key]
+        cog_path = os.path.join(self._dir, f"{self._names[key]}.tif")
+        with rasterio.Env(
+            GDAL_NUM_THREADS=str(self._threads),
+            GDAL_CACHEMAX=self._cache_mb * 1024 * 1024,  # rasterio passes ints as bytes
+        ):
+            rasterio.shutil.copy(
+                source,
+                cog_path,
+                driver="COG",
+                COMPRESS=self._compress,
+                PREDICTOR="YES",
+                LEVEL=str(self._zlevel),
+                BLOCKSIZE=str(COG_BLOCK),
+                OVERVIEWS="FORCE_USE_EXISTING" if self._factors else "NONE",
+                NUM_THREADS=str(self._threads),
+                BIGTIFF="IF_SAFER",
+            )
+        return cog_path
 
     def _source_with_overviews(self, key: str) -> str:
         """The VRT to encode, its overviews in place (levels, or GDAL's for counts)."""
@@ -186,7 +198,10 @@ class CogWriter:
             return self._write_vrt(key, 1, levels)
         vrt = self._write_vrt(key, 1)
         if self._factors:
-            with rasterio.open(vrt, "r+") as dataset:
+            with (
+                rasterio.Env(COMPRESS_OVERVIEW="NONE", GDAL_NUM_THREADS=str(self._threads)),
+                rasterio.open(vrt, "r+") as dataset,
+            ):
                 dataset.build_overviews(self._factors, Resampling.average)
         return vrt
 
@@ -212,6 +227,7 @@ class CogWriter:
     def abort(self) -> None:
         """Remove the raw files and their VRTs."""
         self._close_files()
+        self._sources = {}
         for path in self._raw.values():
             for leftover in (path, f"{path}.vrt", f"{path}.vrt.ovr"):
                 if os.path.exists(leftover):
