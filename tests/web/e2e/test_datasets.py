@@ -1,6 +1,6 @@
-"""The datasets page against the REST API: each search (text, index, in the map's view) and
-sort lists exactly the rows the API gives for it; a download link returns the stored file's
-bytes; deleting a dataset removes its row, its catalog entry and its files."""
+"""The datasets page against the REST API: each search (text, index, in the map's view), sort
+and page lists exactly the rows the API gives for it; a download link returns the stored
+file's bytes; deleting a dataset removes its row, its catalog entry and its files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from madrone.catalog.db import Catalog
+from madrone.catalog.ingest import add_point
 from tests.web.e2e.conftest import Site
+
+PAGE = 50  # rows per page of the datasets page, the API's default limit
 
 DOOMED = {
     "type": "Feature",
@@ -146,3 +150,31 @@ def test_delete_removes_the_row_the_entry_and_the_files(
     gone = set(before) - set(site.storage_files())
     assert gone and all(any(str(p).endswith(h.split("/")[-1]) for h in files) for p in gone)
     assert not any(str(p).endswith(h.split("/")[-1]) for h in files for p in site.storage_files())
+
+
+def test_pages_follow_the_apis_cursor(page: Any, site: Site, login: Callable[..., None]) -> None:
+    """More matches than a page holds: Next shows the rest, Previous the first page again,
+    each exactly the API's pages for the same search."""
+    catalog = Catalog(site.env["MADRONE_DB_URL"])
+    try:
+        for number in range(PAGE + 3):  # far from the other tests' data
+            add_point(catalog, lat=-40.0 - number / 100, lon=150.0, name=f"paged pt {number:02d}",
+                      description="", owner=site.admin)  # fmt: skip
+    finally:
+        catalog.dispose()
+    status, first = site.api("GET", f"/api/datasets?q=paged&limit={PAGE}")
+    assert status == 200 and first["next_cursor"]
+    rest = site.api("GET", f"/api/datasets?q=paged&limit={PAGE}&cursor={first['next_cursor']}")[1]
+    assert len(rest["datasets"]) == 3
+
+    login(page)
+    page.goto("/datasets")
+    page.fill("#search-q", "paged")
+    page.click("#search-submit")
+    expect_rows(page, "#local-table", [d["id"] for d in first["datasets"]])
+    assert page.locator("#prev-page").is_disabled()
+    page.click("#next-page")
+    expect_rows(page, "#local-table", [d["id"] for d in rest["datasets"]])
+    assert page.locator("#next-page").is_disabled()
+    page.click("#prev-page")
+    expect_rows(page, "#local-table", [d["id"] for d in first["datasets"]])
