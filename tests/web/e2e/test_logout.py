@@ -1,10 +1,13 @@
 """Logging out through the header's button: writes are refused afterwards, from the page's own
-client and from the browser's request context, and every page sends the visitor to log in."""
+client and from the browser's request context, and every page sends the visitor to log in.
+A copy of the session cookie outliving the logout is a known gap, marked as such."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from tests.web.e2e.conftest import Site
 
@@ -61,3 +64,25 @@ def test_logged_out_writes_are_refused_and_pages_ask_to_log_in(
         page.goto(path)
         assert page.url == f"{site.url}/login?next={path}", f"{path} went to {page.url}"
         assert page.locator("#login-form").is_visible()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (web/auth.py): sessions are signed cookies with no server-side state, so "
+    "a copy of the cookie taken before logging out still logs in afterwards",
+)
+def test_a_session_cookie_copied_before_logout_is_dead_after_it(
+    page: Any, site: Site, login: Callable[..., None], browser: Any
+) -> None:
+    login(page, fresh=True)
+    copied = page.context.cookies()
+    with page.expect_navigation():
+        page.click("#logout")
+    replay = browser.new_context(base_url=site.url)
+    try:
+        replay.add_cookies(copied)
+        me = replay.request.get("/api/me")
+        assert me.status == 200
+        assert me.json()["user"] is None, "the logged-out session still works from a copy"
+    finally:
+        replay.close()
