@@ -108,6 +108,31 @@ def test_png_drawn_while_encoding_equals_one_drawn_from_the_cog(
         assert cog.overviews(1) == [2, 4] and png.width == min(png_max_size, cog.width)
 
 
+def test_the_codec_is_one_setting_away_and_changes_no_value(data_dir: Path, tmp_path: Path) -> None:
+    """ZSTD by default; MADRONE_COG_CODEC=deflate writes DEFLATE: the same values and
+    overviews, the same PNG."""
+    from madrone.config import Settings
+
+    cogs, pngs = {}, {}
+    for codec in ("zstd", "deflate"):
+        settings = Settings.from_env({"MADRONE_COG_CODEC": codec, "MADRONE_COG_ZLEVEL": "2"})
+        result = process([str(data_dir / T29)], ["ndvi"], str(tmp_path / codec), workers=2,
+                         settings=settings)  # fmt: skip
+        cogs[codec], pngs[codec] = (Path(result.products["NDVI"].files[kind])
+                                    for kind in ("cog", "png"))  # fmt: skip
+        with rasterio.open(cogs[codec]) as cog:
+            assert cog.compression.name == codec
+            assert cog.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+    assert Settings().cog_codec == "zstd"
+    assert pngs["zstd"].read_bytes() == pngs["deflate"].read_bytes()
+    for level in (None, 0, 1):
+        with (
+            rasterio.open(cogs["zstd"], overview_level=level) as ours,
+            rasterio.open(cogs["deflate"], overview_level=level) as theirs,
+        ):
+            assert np.array_equal(ours.read(1), theirs.read(1), equal_nan=True)
+
+
 def test_cog_is_valid_and_png_is_placed(data_dir: Path, tmp_path: Path) -> None:
     from rio_cogeo.cogeo import cog_validate
 
