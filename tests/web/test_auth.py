@@ -210,6 +210,36 @@ def test_logout_ends_the_session(client: FlaskClient) -> None:
     assert after.get_json()["error"]["message"].startswith("log in or give an API token")
 
 
+def test_a_copy_of_the_cookie_is_dead_after_logout(app: Flask, catalog: Catalog) -> None:
+    from madrone.catalog.sessions import WebSession
+
+    first = app.test_client()
+    login(first)
+    copied = first.get_cookie("madrone_session").value
+    second = app.test_client()
+    second.set_cookie("madrone_session", copied)
+    assert second.get("/api/_read").get_json() == {"user": "ana"}
+    with catalog.session() as session:
+        (row,) = session.query(WebSession).all()
+        assert row.token_hash not in copied  # only the token's hash is kept
+    first.post("/logout", data={"csrf_token": page_token(first)})
+    assert second.get("/api/_read").status_code == 401, "the copy ended with the session"
+    with catalog.session() as session:
+        assert session.query(WebSession).count() == 0
+
+
+def test_sessions_end_one_at_a_time_and_all_with_a_new_password(app: Flask, catalog) -> None:
+    laptop, phone = app.test_client(), app.test_client()
+    login(laptop)
+    login(phone)
+    laptop.post("/logout", data={"csrf_token": page_token(laptop)})
+    assert phone.get("/api/_read").get_json() == {"user": "ana"}, "the other session lives"
+    login(laptop)
+    set_password(catalog, "ana", "another long password")
+    assert laptop.get("/api/_read").status_code == 401
+    assert phone.get("/api/_read").status_code == 401
+
+
 # -- redirects ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("target", "expected"),

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ForeignKey, Integer, String, func, select, update
+from sqlalchemy import ForeignKey, Integer, String, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -193,11 +193,15 @@ def hash_password(password: str, name: str = "") -> str:
 
 
 def set_password(catalog: Catalog, name: str, password: str) -> User:
-    """Set or reset the web password of user ``name`` (stored as an Argon2id hash)."""
+    """Set or reset the web password of user ``name`` (stored as an Argon2id hash); the
+    user's web sessions end."""
+    from madrone.catalog.sessions import WebSession
+
     password_hash = hash_password(password, name)
     with catalog.session() as session:
         user = _user_row(session, catalog, name)
         user.password_hash = password_hash
+        session.execute(delete(WebSession).where(WebSession.user_id == user.id))
         return user
 
 

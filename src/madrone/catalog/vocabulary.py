@@ -8,4 +8,4 @@ FINAL_STATES = ("succeeded", "failed", "cancelled")
 ROLES = ("viewer", "editor", "admin")
 SORT_KEYS = ("created", "updated", "name", "date")
 # The newest schema revision (the last file in migrations/versions).
-HEAD = "0004"
+HEAD = "0005"

@@ -5,10 +5,10 @@
   login link (``madrone user link``, or the first admin's link printed by ``madrone serve``).
 - The session is Flask's signed cookie ``madrone_session``: HttpOnly, SameSite=Lax, valid
   12 hours, Secure when the request came over https (behind a TLS proxy, the proxy must pass
-  the scheme on, e.g. werkzeug's ``ProxyFix`` with ``X-Forwarded-Proto``). It holds the user's
-  id and a fingerprint of the password hash; the user is read from the catalog on every
-  request, so a changed role counts at once and a deleted user or a reset password ends the
-  session.
+  the scheme on, e.g. gunicorn's ``--forwarded-allow-ips``). It holds a random session token
+  whose hash the catalog keeps (``catalog/sessions.py``); the session and its user are read
+  from the catalog on every request, so a changed role counts at once, and logging out, a
+  reset password or a deleted user ends the session even for a copy of the cookie.
 - The signing key is ``MADRONE_SECRET_KEY``, else a random key kept in
   ``user_data_dir()/web-secret-key`` (made once with mode 0600, atomically, so gunicorn
   workers starting together agree on it).
@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import secrets
@@ -53,7 +52,8 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from madrone.catalog.models import User
-from madrone.catalog.users import check_password, get_user_by_id, use_login_link
+from madrone.catalog.sessions import end_session, session_owner, start_session
+from madrone.catalog.users import check_password, use_login_link
 from madrone.config import Settings, user_data_dir
 from madrone.errors import AccessDeniedError, InputError
 from madrone.web.app import app_catalog, error_body
@@ -152,28 +152,21 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 # -- the session user -----------------------------------------------------------------------
 class SessionUser(UserMixin):
-    """A catalog user as Flask-Login sees it. The id in the session is ``<user id>:<hash
-    fingerprint>``, so a new password ends the sessions started with the old one."""
+    """A catalog user as Flask-Login sees it. The id in the cookie is the session's random
+    token; the catalog keeps its hash (``catalog/sessions.py``), so a session ends for good
+    when it is ended there, whatever copies of the cookie exist."""
 
-    def __init__(self, user: User) -> None:
+    def __init__(self, user: User, token: str) -> None:
         self.user = user
+        self.token = token
 
     def get_id(self) -> str:
-        return f"{self.user.id}:{_fingerprint(self.user)}"
+        return self.token
 
 
-def _fingerprint(user: User) -> str:
-    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
-
-
-def _load_user(session_id: str) -> SessionUser | None:
-    user_id, _, fingerprint = session_id.partition(":")
-    if not user_id.isdigit():
-        return None
-    user = get_user_by_id(app_catalog(), int(user_id))
-    if user is None or fingerprint != _fingerprint(user):
-        return None
-    return SessionUser(user)
+def _load_user(token: str) -> SessionUser | None:
+    user = session_owner(app_catalog(), token)
+    return SessionUser(user, token) if user is not None else None
 
 
 def session_user() -> User | None:
@@ -186,7 +179,8 @@ def session_user() -> User | None:
 
 def _start_session(user: User) -> None:
     session.clear()  # a fresh session: a new CSRF token, nothing carried over
-    login_user(SessionUser(user))
+    token = start_session(app_catalog(), user.id, SESSION_LIFETIME)
+    login_user(SessionUser(user, token))
     session.permanent = True
 
 
@@ -353,6 +347,8 @@ def login_link(token: str) -> Any:
 @blueprint.post("/logout")
 def logout() -> Any:
     """End the session (the form carries the CSRF token like any other)."""
+    if current_user.is_authenticated:
+        end_session(app_catalog(), current_user.token)
     logout_user()
     session.clear()
     return redirect("/login")
