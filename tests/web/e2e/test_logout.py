@@ -1,6 +1,6 @@
 """Logging out through the header's button: writes are refused afterwards, from the page's own
 client and from the browser's request context, and every page sends the visitor to log in.
-A copy of the session cookie outliving the logout is a known gap, marked as such."""
+A copy of the session cookie taken before logging out is dead after it."""
 
 from __future__ import annotations
 
