@@ -488,9 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     if args.clients:
         notes.append(
-            f"Concurrent: {args.clients} threads x {args.per_client} requests, alternating "
-            "`/api/datasets?limit=50` and `/stac/search?limit=50` on a catalog of one dataset, "
-            "same server (one sync worker: requests queue)."
+            f"Concurrent: {args.clients} threads x {args.per_client} requests, in turn the map "
+            "page `/`, `/api/datasets?limit=50`, the datasets page and `/stac/search?limit=50` "
+            "on a catalog of one dataset, same server (one sync worker: requests queue)."
         )
     text = report(command.strip(), results, peer, notes)
     print(text)
