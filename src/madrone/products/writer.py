@@ -19,6 +19,7 @@ import rasterio
 import rasterio.shutil
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.windows import Window
 
 from madrone.errors import InputError
 from madrone.grid import Grid, Tile
@@ -105,20 +106,56 @@ class CogWriter:
         self._sources: dict[str, str] = {}  # key -> the VRT to encode, once prepared
         self._raw: dict[tuple[str, int], str] = {}
         self._fds: dict[tuple[str, int], int] = {}
+        self._offsets: dict[tuple[str, int], np.ndarray] = {}
         for key, name in self._names.items():
             self._open_raw(key, 1, f"{name}.raw", reuse)
             for factor in self._factors if key in self._leveled else ():
                 self._open_raw(key, factor, f"{name}.ov{factor}.raw", reuse)
 
     def _open_raw(self, key: str, factor: int, filename: str, reuse: bool) -> None:
+        """An uncompressed GeoTIFF in 512 px blocks, laid out in full when created, that
+        tiles are then written into by positioned writes at its blocks' offsets: a block
+        a tile covers is one write, and GDAL reads the blocks back whole when encoding."""
         rows, cols = overviews.level_shape(self._grid.height, self._grid.width, factor)
-        size = rows * cols * self._dtypes[key].itemsize
         path = os.path.join(self._dir, filename)
-        keep = reuse and os.path.exists(path) and os.path.getsize(path) == size
-        flags = os.O_RDWR | os.O_CREAT | (0 if keep else os.O_TRUNC)
-        self._fds[key, factor] = os.open(path, flags, 0o644)
+        offsets = self._block_offsets(path, rows, cols) if reuse else None
+        if offsets is None:
+            grid = self._grid
+            transform = grid.affine @ grid.affine.scale(grid.width / cols, grid.height / rows)
+            with rasterio.open(
+                path, "w", driver="GTiff", width=cols, height=rows, count=1,
+                crs=CRS.from_user_input(grid.crs), transform=transform,
+                dtype=self._dtypes[key].name, tiled=True, blockxsize=COG_BLOCK,
+                blockysize=COG_BLOCK, compress="NONE", BIGTIFF="IF_NEEDED", SPARSE_OK="FALSE",
+                ENDIANNESS="LITTLE",
+            ):  # fmt: skip
+                pass  # closing writes every block (zeros), so each has its place
+            offsets = self._block_offsets(path, rows, cols)
+        self._offsets[key, factor] = offsets
+        self._fds[key, factor] = os.open(path, os.O_RDWR)
         self._raw[key, factor] = path
-        os.ftruncate(self._fds[key, factor], size)
+
+    @staticmethod
+    def _block_offsets(path: str, rows: int, cols: int) -> np.ndarray | None:
+        """The byte offset of every block of a staging file; None when it is not one of
+        ``rows`` x ``cols`` with all its blocks in place."""
+        if not os.path.exists(path):
+            return None
+        try:
+            with rasterio.open(path) as dataset:
+                if (dataset.height, dataset.width) != (rows, cols):
+                    return None
+                blocks = (-(-rows // COG_BLOCK), -(-cols // COG_BLOCK))
+                offsets = np.zeros(blocks, dtype=np.int64)
+                for block_row in range(blocks[0]):
+                    for block_col in range(blocks[1]):
+                        item = dataset.get_tag_item(
+                            f"BLOCK_OFFSET_{block_col}_{block_row}", "TIFF", bidx=1
+                        )
+                        offsets[block_row, block_col] = int(item or 0)
+        except (rasterio.errors.RasterioError, ValueError):
+            return None
+        return offsets if offsets.all() else None
 
     def raw_path(self, key: str) -> str:
         """A GDAL-readable view of the raw data written so far (a VRT)."""
@@ -139,16 +176,32 @@ class CogWriter:
 
     def _write_rows(self, key: str, factor: int, row_off: int, col_off: int,
                     values: np.ndarray) -> None:  # fmt: skip
-        # One positioned write per row: cheaper than mapping fresh pages, and nothing of
-        # the scene stays mapped in this process.
-        width = overviews.level_shape(self._grid.height, self._grid.width, factor)[1]
-        dtype = self._dtypes[key].newbyteorder("<")
-        rows = np.ascontiguousarray(values, dtype=dtype)
-        offset = (row_off * width + col_off) * dtype.itemsize
-        fd = self._fds[key, factor]
-        for row in rows:
-            os.pwrite(fd, row, offset)
-            offset += width * dtype.itemsize
+        # Positioned writes into the blocks: one per block the values cover (a 1024 px tile
+        # is four), one per row of a block they cover in part. Nothing of the scene stays
+        # mapped in this process.
+        block, dtype = COG_BLOCK, self._dtypes[key].newbyteorder("<")
+        values = np.ascontiguousarray(values, dtype=dtype)
+        rows, cols = values.shape
+        height, width = overviews.level_shape(self._grid.height, self._grid.width, factor)
+        offsets, fd = self._offsets[key, factor], self._fds[key, factor]
+        for block_row in range(row_off // block, (row_off + rows - 1) // block + 1):
+            top = block_row * block
+            r0, r1 = max(row_off, top), min(row_off + rows, top + block)
+            for block_col in range(col_off // block, (col_off + cols - 1) // block + 1):
+                left = block_col * block
+                c0, c1 = max(col_off, left), min(col_off + cols, left + block)
+                part = values[r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off]
+                base = int(offsets[block_row, block_col])
+                whole = (r0, r1, c0, c1) == (top, min(top + block, height), left,
+                                             min(left + block, width))  # fmt: skip
+                if whole:  # padded past the raster's edge, as GDAL's blocks are
+                    data = np.zeros((block, block), dtype)
+                    data[: r1 - r0, : c1 - c0] = part
+                    os.pwrite(fd, data, base)
+                    continue
+                for row in range(r0, r1):
+                    start = base + ((row - top) * block + (c0 - left)) * dtype.itemsize
+                    os.pwrite(fd, np.ascontiguousarray(part[row - r0]), start)
 
     def finish(self) -> dict[str, str]:
         """Encode every raw file and its levels as a COG; return key -> COG path."""
@@ -194,8 +247,7 @@ class CogWriter:
     def _source_with_overviews(self, key: str) -> str:
         """The VRT to encode, its overviews in place (levels, or GDAL's for counts)."""
         if key in self._leveled:
-            levels = [self._write_vrt(key, factor) for factor in self._factors]
-            return self._write_vrt(key, 1, levels)
+            return self._write_vrt(key, 1, [self._raw[key, factor] for factor in self._factors])
         vrt = self._write_vrt(key, 1)
         if self._factors:
             with (
@@ -207,17 +259,14 @@ class CogWriter:
 
     def _levels_from_raw(self, key: str) -> None:
         """Make every level from the full-resolution file, in strips of whole blocks."""
-        height, width = self._grid.height, self._grid.width
         largest = self._factors[-1]
         strip = largest * max(1, 1024 // largest)
-        scene = np.memmap(self._raw[key, 1], dtype=self._dtypes[key].newbyteorder("<"),
-                          mode="r", shape=(height, width))  # fmt: skip
-        for row_off in range(0, height, strip):
-            rows = np.array(scene[row_off : row_off + strip])
-            levels = overviews.tile_levels(rows, self._factors)
-            for factor, level in zip(self._factors, levels, strict=True):
-                self._write_rows(key, factor, row_off // factor, 0, level)
-        del scene
+        with rasterio.open(self._raw[key, 1]) as scene:
+            for row_off in range(0, scene.height, strip):
+                window = Window(0, row_off, scene.width, min(strip, scene.height - row_off))
+                levels = overviews.tile_levels(scene.read(1, window=window), self._factors)
+                for factor, level in zip(self._factors, levels, strict=True):
+                    self._write_rows(key, factor, row_off // factor, 0, level)
 
     def _close_files(self) -> None:
         for fd in self._fds.values():
@@ -229,14 +278,15 @@ class CogWriter:
         self._close_files()
         self._sources = {}
         for path in self._raw.values():
-            for leftover in (path, f"{path}.vrt", f"{path}.vrt.ovr"):
+            for leftover in (path, f"{path}.aux.xml", f"{path}.vrt", f"{path}.vrt.ovr"):
                 if os.path.exists(leftover):
                     os.remove(leftover)
         self._raw = {}
 
     def _write_vrt(self, key: str, factor: int, levels: list[str] | None = None) -> str:
-        """A VRT over one raw file (``factor`` 1: the full resolution) naming ``levels``,
-        the VRTs of its overview levels, as its overviews."""
+        """A VRT of one staging file (``factor`` 1: the full resolution) with the index's
+        georeferencing, tags and nodata, naming ``levels`` (staging files of its overview
+        levels) as its overviews."""
         grid, raw = self._grid, self._raw[key, factor]
         rows, cols = overviews.level_shape(grid.height, grid.width, factor)
         tags = self._tags[key]
@@ -256,14 +306,14 @@ class CogWriter:
   <SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>
   <GeoTransform>{geotransform}</GeoTransform>
   <Metadata>{metadata}</Metadata>
-  <VRTRasterBand dataType="{GDAL_TYPES[dtype.name]}" band="1" subClass="VRTRawRasterBand">
+  <VRTRasterBand dataType="{GDAL_TYPES[dtype.name]}" band="1"
+      blockXSize="{COG_BLOCK}" blockYSize="{COG_BLOCK}">
     <Description>{escape(tags.get("index", key))}</Description>
     {nodata}
-    <SourceFilename relativeToVRT="1">{escape(os.path.basename(raw))}</SourceFilename>
-    <ImageOffset>0</ImageOffset>
-    <PixelOffset>{dtype.itemsize}</PixelOffset>
-    <LineOffset>{cols * dtype.itemsize}</LineOffset>
-    <ByteOrder>LSB</ByteOrder>
+    <SimpleSource>
+      <SourceFilename relativeToVRT="1">{escape(os.path.basename(raw))}</SourceFilename>
+      <SourceBand>1</SourceBand>
+    </SimpleSource>
     {overview_xml}
   </VRTRasterBand>
 </VRTDataset>
