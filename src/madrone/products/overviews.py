@@ -16,6 +16,7 @@ import numpy as np
 
 from madrone.grid import Tile
 
+
 def overview_factors(height: int, width: int, block: int) -> list[int]:
     """Overview levels 2, 4, ... until the smallest fits in one block."""
     factors, factor = [], 2
