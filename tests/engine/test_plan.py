@@ -117,6 +117,9 @@ def test_mosaic_grid_is_the_union_of_the_scenes(data_dir: Path) -> None:
         ({"bbox": (10, 95, 11, 96)}, InputError, "south 95"),
         ({"crs": "EPSG:999999"}, InputError, "EPSG:999999"),
         ({"resolution": -5}, InputError, "-5"),
+        ({"name": "fields/north"}, InputError, "name 'fields/north'"),
+        ({"name": ".."}, InputError, "only dots or blanks"),
+        ({"name": "a\\b"}, InputError, "file prefix"),
     ],
 )
 def test_parameters_are_refused_before_any_pixel(

@@ -134,6 +134,7 @@ def plan(spec: JobSpec, *, writes: bool = True, settings: Settings | None = None
     the output folder and the area limit (the master's settings) are not checked.
     """
     settings = settings or Settings()
+    _check_name(spec.name)
     _check_parameters(spec)
     if writes:
         _check_output_dir(spec.output_dir)
@@ -242,6 +243,17 @@ def _no_coverage(spec: JobSpec, scenes: tuple[Scene, ...], infos: list[dict]) ->
         covered.append(f"{scene.name} covers {west:.4f},{south:.4f},{east:.4f},{north:.4f}")
     wanted = describe(spec.area) if spec.area else f"bbox {spec.bbox}"
     return f"no source covers the requested {wanted} (W,S,E,N): " + "; ".join(covered[:5])
+
+
+def _check_name(name: str | None) -> None:
+    """A products' name prefix is part of file names: no folders, no hidden or empty names."""
+    if not name:
+        return  # the sources' name is used
+    if not name.strip(". ") or any(c in name for c in "/\\\0"):
+        raise InputError(
+            f"name {name!r}: the products' file prefix cannot be only dots or blanks, or hold "
+            "'/', '\\' or NUL"
+        )
 
 
 def _check_parameters(spec: JobSpec) -> None:
