@@ -153,13 +153,13 @@ def test_an_oversize_upload_is_refused_by_the_page_and_the_server(
     big = (MAX_UPLOAD_MB + 1) * 2**20
     login(page)
     page.goto("/upload")
-    assert f"{MAX_UPLOAD_MB} MB" in page.locator("#upload-limit").inner_text()
+    assert f"{MAX_UPLOAD_MB} MiB" in page.locator("#upload-limit").inner_text()
     page.set_input_files(
         "#upload-file", {"name": "big.tif", "mimeType": "image/tiff", "buffer": b"\0" * big}
     )
     page.click("#upload-submit")
     message = page.locator("#upload-status.error").inner_text()
-    assert "big.tif" in message and f"{MAX_UPLOAD_MB} MB" in message, message
+    assert "big.tif" in message and f"{MAX_UPLOAD_MB} MiB" in message, message
 
     # Past the page's own check, the server refuses it too (413, JSON naming the setting).
     refused = page.evaluate(

@@ -97,7 +97,7 @@
 
   function refuseSize(file) {
     const size = (file.size / MB).toFixed(1);
-    show("upload-status", "error", `${file.name} is ${size} MB: the limit is ${maxMb} MB.`);
+    show("upload-status", "error", `${file.name} is ${size} MiB: the limit is ${maxMb} MiB.`);
   }
 
   function busy(formElement, isBusy) {
