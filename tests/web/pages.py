@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -88,6 +89,19 @@ def fresh_catalog(tmp_path: Path) -> Iterator[Catalog]:
 
 def make_app(catalog: Catalog, **settings: int | str) -> Flask:
     return create_app(Settings(**settings), catalog=catalog)
+
+
+def assert_served_locally(app: Flask, page: Page, min_bytes: int) -> None:
+    """Every script and stylesheet of ``page`` is on this site and served with its type."""
+    client = app.test_client()
+    for url in page.scripts + page.stylesheets:
+        parts = urlsplit(url)
+        assert not parts.scheme and not parts.netloc, f"{url} is not on this site"
+        with client.get(url) as served:
+            assert served.status_code == 200, url
+            expected = "text/javascript" if url.endswith(".js") else "text/css"
+            assert served.mimetype == expected, url
+            assert len(served.data) > min_bytes, url
 
 
 def token_for(catalog: Catalog, name: str, role: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from flask import Flask
 from madrone.catalog.db import Catalog
 from madrone.config import Settings
 from madrone.web import create_app
-from tests.web.pages import Page, fresh_catalog, make_app, token_for
+from tests.web.pages import Page, assert_served_locally, fresh_catalog, make_app, token_for
 
 catalog = pytest.fixture(fresh_catalog, name="catalog")
 
@@ -78,15 +78,7 @@ def test_pages_load_only_local_files_that_are_served(
     page = render(app, path)
     assert [Path(src).name for src in page.scripts] == scripts
     assert [Path(href).name for href in page.stylesheets] == sheets
-    client = app.test_client()
-    for url in page.scripts + page.stylesheets:
-        parts = urlsplit(url)
-        assert not parts.scheme and not parts.netloc, f"{url} is not on this site"
-        with client.get(url) as served:
-            assert served.status_code == 200, url
-            expected = "text/javascript" if url.endswith(".js") else "text/css"
-            assert served.mimetype == expected
-            assert len(served.data) > 500
+    assert_served_locally(app, page, 500)
 
 
 def test_upload_form_carries_the_limit_from_the_settings(catalog: Catalog) -> None:

@@ -15,7 +15,7 @@ from flask import Flask
 from madrone.catalog.db import Catalog
 from madrone.config import Settings
 from madrone.web import create_app
-from tests.web.pages import Page, fresh_catalog, make_app, token_for
+from tests.web.pages import Page, assert_served_locally, fresh_catalog, make_app, token_for
 
 catalog = pytest.fixture(fresh_catalog, name="catalog")
 
@@ -89,15 +89,7 @@ def test_map_page_loads_only_local_files_that_are_served(catalog: Catalog) -> No
     page, _ = render(app)
     assert [Path(src).name for src in page.scripts] == SCRIPTS
     assert [Path(href).name for href in page.stylesheets] == SHEETS
-    client = app.test_client()
-    for url in page.scripts + page.stylesheets:
-        parts = urlsplit(url)
-        assert not parts.scheme and not parts.netloc, f"{url} is not on this site"
-        with client.get(url) as served:
-            assert served.status_code == 200, url
-            expected = "text/javascript" if url.endswith(".js") else "text/css"
-            assert served.mimetype == expected, url
-            assert len(served.data) > 1000, url
+    assert_served_locally(app, page, 1000)
     assert "/vendor/leaflet/leaflet.js" in page.scripts
     assert "/static/vendor/leaflet-geoman/leaflet-geoman.min.js" in page.scripts
 

@@ -90,6 +90,20 @@ class Site:
         """A JSON request to the server (with the admin's token unless ``token=None``)."""
         return http_json(method, self.url + path, body, self.token if token == "admin" else token)
 
+    def upload(self, browser: Any, multipart: dict[str, Any]) -> dict[str, Any]:
+        """POST /api/uploads with the admin's token, as any client could; the new dataset."""
+        context = browser.new_context(base_url=self.url)
+        try:
+            response = context.request.post(
+                "/api/uploads",
+                headers={"Authorization": f"Bearer {self.token}"},
+                multipart=multipart,
+            )
+            assert response.status == 201, response.text()
+            return response.json()
+        finally:
+            context.close()
+
     def wait_for_job(self, job_id: str, seconds: float = JOB_SECONDS) -> dict[str, Any]:
         """The job once it has ended (any final state); fails on a timeout."""
         deadline = time.monotonic() + seconds

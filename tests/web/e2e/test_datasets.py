@@ -116,24 +116,17 @@ def test_download_gives_the_stored_bytes(page: Any, site: Site, login: Callable[
 def test_delete_removes_the_row_the_entry_and_the_files(
     page: Any, site: Site, login: Callable[..., None], browser: Any
 ) -> None:
-    context = browser.new_context(base_url=site.url)
-    try:
-        response = context.request.post(
-            "/api/uploads",
-            headers={"Authorization": f"Bearer {site.token}"},
-            multipart={
-                "file": {
-                    "name": "doomed.geojson",
-                    "mimeType": "application/geo+json",
-                    "buffer": json.dumps(DOOMED).encode(),
-                },
-                "name": "doomed e2e geojson",
+    doomed = site.upload(
+        browser,
+        {
+            "file": {
+                "name": "doomed.geojson",
+                "mimeType": "application/geo+json",
+                "buffer": json.dumps(DOOMED).encode(),
             },
-        )
-        assert response.status == 201, response.text()
-        doomed = response.json()
-    finally:
-        context.close()
+            "name": "doomed e2e geojson",
+        },
+    )
     files = {asset["href"] for asset in doomed["assets"].values()}
     assert files
     before = site.storage_files()

@@ -32,23 +32,16 @@ def pwned(tab: Any) -> Any:
 def evil_point(site: Site, browser: Any) -> dict[str, Any]:
     """A point dataset with markup for its name and description, added through the API with
     the admin's token (as any client could)."""
-    context = browser.new_context(base_url=site.url)
-    try:
-        response = context.request.post(
-            "/api/uploads",
-            headers={"Authorization": f"Bearer {site.token}"},
-            multipart={
-                "kind": "point",
-                "lat": str(POINT[1]),
-                "lon": str(POINT[0]),
-                "name": EVIL_NAME,
-                "description": EVIL_TEXT,
-            },
-        )
-        assert response.status == 201, response.text()
-        dataset = response.json()
-    finally:
-        context.close()
+    dataset = site.upload(
+        browser,
+        {
+            "kind": "point",
+            "lat": str(POINT[1]),
+            "lon": str(POINT[0]),
+            "name": EVIL_NAME,
+            "description": EVIL_TEXT,
+        },
+    )
     assert dataset["name"] == EVIL_NAME  # kept as given, to be shown as text
     return dataset
 

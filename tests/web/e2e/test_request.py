@@ -23,6 +23,24 @@ def corner_values(tab: Any) -> list[float]:
     return [float(tab.locator(i).input_value() or "nan") for i in ids]
 
 
+def submit_and_wait(page: Any) -> tuple[Any, str]:
+    """Submit the request form; its job's item in #jobs and id once the page shows it
+    succeeded."""
+    page.click("#request-submit")
+    item = page.locator("#jobs [data-job-id]").first
+    item.wait_for()
+    job_id = item.get_attribute("data-job-id")
+    page.wait_for_function(
+        """id => {
+            const item = document.querySelector(`#jobs [data-job-id="${id}"]`);
+            return item && item.querySelector('.job-state').textContent.includes('succeeded');
+        }""",
+        arg=job_id,
+        timeout=JOB_SECONDS * 1000,
+    )
+    return item, job_id
+
+
 def test_draw_submit_follow_and_see_the_layer(
     page: Any, site: Site, login: Callable[..., None]
 ) -> None:
@@ -58,19 +76,8 @@ def test_draw_submit_follow_and_see_the_layer(
     known = {job["id"] for job in before["jobs"]}
     page.select_option("#request-index", "ndvi")
     page.fill("#request-name", "drawn wadi")
-    page.click("#request-submit")
-    item = page.locator("#jobs [data-job-id]").first
-    item.wait_for()
-    job_id = item.get_attribute("data-job-id")
+    item, job_id = submit_and_wait(page)
     assert job_id not in known
-    page.wait_for_function(
-        """id => {
-            const item = document.querySelector(`#jobs [data-job-id="${id}"]`);
-            return item && item.querySelector('.job-state').textContent.includes('succeeded');
-        }""",
-        arg=job_id,
-        timeout=JOB_SECONDS * 1000,
-    )
     bar = item.locator("progress.job-progress")
     assert float(bar.get_attribute("max") or bar.evaluate("b => b.max")) > 0
     assert bar.evaluate("b => b.value === b.max && b.max > 0")
@@ -147,18 +154,7 @@ def test_a_drawn_polygon_is_the_requested_area(
     assert corner_values(page) == pytest.approx([25.06, -11.42, 24.99, -11.34], abs=0.001)
 
     page.fill("#request-name", "drawn triangle")
-    page.click("#request-submit")
-    item = page.locator("#jobs [data-job-id]").first
-    item.wait_for()
-    job_id = item.get_attribute("data-job-id")
-    page.wait_for_function(
-        """id => {
-            const item = document.querySelector(`#jobs [data-job-id="${id}"]`);
-            return item && item.querySelector('.job-state').textContent.includes('succeeded');
-        }""",
-        arg=job_id,
-        timeout=JOB_SECONDS * 1000,
-    )
+    _, job_id = submit_and_wait(page)
     job = site.api("GET", f"/api/jobs/{job_id}")[1]
     assert job["spec"]["area"] is not None
     page.locator(f"#layers li[data-layer-id='{job['dataset_id']}']").wait_for()
