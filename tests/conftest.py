@@ -27,11 +27,16 @@ def private_data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
         os.environ["XDG_DATA_HOME"] = before
 
 
+def sentinel2_dir() -> Path:
+    """Where the real Sentinel-2 test data is: ``MADRONE_TEST_DATA``, else ../shared."""
+    default = REPO_ROOT.parent / "shared" / "data" / "sentinel2"
+    return Path(os.environ.get("MADRONE_TEST_DATA", default))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real Sentinel-2 data folder; a missing folder fails the run, it never skips."""
-    default = REPO_ROOT.parent / "shared" / "data" / "sentinel2"
-    path = Path(os.environ.get("MADRONE_TEST_DATA", default))
+    path = sentinel2_dir()
     if not path.is_dir():
         pytest.fail(
             f"Sentinel-2 test data not found at {path}: set MADRONE_TEST_DATA to the folder "

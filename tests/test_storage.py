@@ -25,13 +25,12 @@ from madrone.storage import COG_MEDIA_TYPE, Storage, StoredAsset, media_type
 from tests.support.azurite import AzuriteServer, azurite_server, create_container, list_blobs
 from tests.support.rasters import TRANSFORM, write_raster
 from tests.support.s3 import (
-    ACCESS_KEY,
-    SECRET_KEY,
     MotoServer,
     create_bucket,
     list_objects,
     moto_server,
     s3_client,
+    use_s3_env,
 )
 
 PIXELS = np.arange(96 * 80, dtype=np.float32).reshape(96, 80) / 100
@@ -87,19 +86,6 @@ def moto() -> Iterator[MotoServer]:
 def azurite_blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
     with azurite_server(tmp_path_factory.mktemp("azurite")) as server:
         yield server
-
-
-def use_s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Test keys in the environment and nothing else botocore could find."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_S3_ENDPOINT",
-                 "AWS_SESSION_TOKEN"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 def use_azure_env(monkeypatch: pytest.MonkeyPatch, connection: str | None) -> None:

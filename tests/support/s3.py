@@ -20,6 +20,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 ACCESS_KEY = "madrone-test-key"
 SECRET_KEY = "madrone-test-secret"
@@ -174,3 +177,16 @@ def _serve(port: int) -> None:
 
 if __name__ == "__main__":
     _serve(int(sys.argv[1]))
+
+
+def use_s3_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Test keys in the environment and nothing else botocore could find."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_S3_ENDPOINT",
+                 "AWS_SESSION_TOKEN"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

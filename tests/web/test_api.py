@@ -25,6 +25,7 @@ from madrone.sources.mosaic import SAMPLE_CORNERS, sample_mosaic
 from madrone.storage import Storage
 from madrone.web import create_app
 from madrone.web.api import safe_filename
+from tests.conftest import sentinel2_dir
 
 DEMO_SCENE = str(resources.files("madrone") / "data/demo/L1C_T18SVG_20160112_demo")
 
@@ -398,7 +399,7 @@ class TeamApi(Api):
 
 
 # -- files: download, delete, share, values --------------------------------------------------
-B04 = Path("/work/shared/data/sentinel2/L1C_T19UDP_20170729_900m/B04.tif")
+B04 = sentinel2_dir() / "L1C_T19UDP_20170729_900m" / "B04.tif"
 
 
 @pytest.fixture

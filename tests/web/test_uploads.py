@@ -29,10 +29,11 @@ from madrone.catalog.users import add_user, create_token
 from madrone.config import Settings
 from madrone.storage import Storage
 from madrone.web import create_app
-from tests.support.s3 import ACCESS_KEY, SECRET_KEY, create_bucket, list_objects, moto_s3
+from tests.conftest import sentinel2_dir
+from tests.support.s3 import create_bucket, list_objects, moto_s3, use_s3_env
 
 LIMIT_MB = 20
-B04 = Path("/work/shared/data/sentinel2/L1C_T19UDP_20170729_900m/B04.tif")
+B04 = sentinel2_dir() / "L1C_T19UDP_20170729_900m" / "B04.tif"
 
 
 class Site:
@@ -247,14 +248,7 @@ def test_who_may_upload(site: Site) -> None:
 
 def test_upload_download_and_delete_on_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same path with the app's storage in a bucket of moto's S3 server."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    use_s3_env(monkeypatch, tmp_path)
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     with moto_s3() as endpoint:
