@@ -1,32 +1,37 @@
 """Streaming tile writer: tiles arrive in any order, one COG per index comes out.
 
-Tiles go into a flat float32 file in a staging folder (a memory copy per tile: no encoding,
-no read-modify-write of blocks), and so do their overview levels, made from each tile while
-it is in memory (``overviews``); ``finish`` encodes everything once, on all cores, into a
-Cloud-Optimized GeoTIFF whose overviews are those levels. Only one tile's rows are mapped at
-a time, so memory stays O(tile), never O(scene).
+Tiles go into an uncompressed staging GeoTIFF (positioned writes of whole blocks: no
+read-modify-write), and so do their overview levels, made from each tile while it is in
+memory (``overviews``). Every COG block a tile completes is compressed at once on the
+writer's threads, while the executor computes the next tiles, and appended to a blocks file;
+``finish`` compresses what is left (blocks cut by tiles, the overviews) and lays the blocks
+out as a COG (``cogtiff``). A block's bytes depend only on its pixels, so the COG is the same
+bytes in whatever order, by whatever executor and tile size its tiles came. At most
+``MAX_PENDING_BLOCKS`` blocks wait for a thread, so memory stays O(tile), never O(scene).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from madrone.errors import InputError
 from madrone.grid import Grid, Tile
-from madrone.products import overviews
+from madrone.products import cogtiff, overviews
 from madrone.sources.gdal import GDAL_TYPES
 
 COG_BLOCK = 512
+MAX_PENDING_BLOCKS = 32  # compressed on the writer's threads; 1 MiB each at float32
 # Lossless codecs of the COG and their levels. ZSTD level 1 encodes float32 indices about
 # twice as fast as DEFLATE level 1 and decodes a third faster, at the same size
 # (bench/codec.py); DEFLATE is read by every TIFF reader, ZSTD by GDAL >= 2.3 (README).
@@ -95,7 +100,7 @@ class CogWriter:
         dtypes: Mapping[str, str] | None = None,
         codec: str = DEFAULT_CODEC,
     ) -> None:
-        self._compress = check_codec(codec, zlevel)
+        self._compress_name = check_codec(codec, zlevel)
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
         self._threads, self._zlevel, self._cache_mb = threads, zlevel, cache_mb
         self._dtypes = {key: np.dtype((dtypes or {}).get(key, "float32")) for key in names}
@@ -107,10 +112,22 @@ class CogWriter:
         self._raw: dict[tuple[str, int], str] = {}
         self._fds: dict[tuple[str, int], int] = {}
         self._offsets: dict[tuple[str, int], np.ndarray] = {}
+        # Compressed blocks: per key a file they are appended to, and where each one is,
+        # by (factor, block row, block col). A resumed run compresses again from the raw.
+        self._blocks: dict[str, dict[tuple[int, int, int], tuple[int, int]]] = {}
+        self._block_files: dict[str, tuple[str, int]] = {}
+        self._block_end: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_PENDING_BLOCKS)
+        self._pending: set[Future] = set()
+        self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="madrone-encode")
         for key, name in self._names.items():
             self._open_raw(key, 1, f"{name}.raw", reuse)
             for factor in self._factors if key in self._leveled else ():
                 self._open_raw(key, factor, f"{name}.ov{factor}.raw", reuse)
+            path = os.path.join(self._dir, f"{name}.blocks")
+            self._block_files[key] = (path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC))
+            self._blocks[key], self._block_end[key] = {}, 0
 
     def _open_raw(self, key: str, factor: int, filename: str, reuse: bool) -> None:
         """An uncompressed GeoTIFF in 512 px blocks, laid out in full when created, that
@@ -166,8 +183,10 @@ class CogWriter:
             tile, (self._grid.height, self._grid.width), self._factors[-1]
         )
         self._complete_levels &= whole
+        self._raise_encoding_errors()
         for key in self._names:
             self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key])
+            self._compress_completed(key, tile, arrays[key])
             if whole and key in self._leveled:
                 levels = overviews.tile_levels(arrays[key], self._factors)
                 for factor, level in zip(self._factors, levels, strict=True):
@@ -203,6 +222,67 @@ class CogWriter:
                     start = base + ((row - top) * block + (c0 - left)) * dtype.itemsize
                     os.pwrite(fd, np.ascontiguousarray(part[row - r0]), start)
 
+    def _compress_completed(self, key: str, tile: Tile, values: np.ndarray) -> None:
+        """Queue for compression every full-resolution block this tile holds whole (its
+        part inside the grid), padded with zeros as the staging file's blocks are."""
+        block, height, width = COG_BLOCK, self._grid.height, self._grid.width
+        rows = range(-(-tile.row_off // block), (tile.row_off + tile.height) // block + 1)
+        cols = range(-(-tile.col_off // block), (tile.col_off + tile.width) // block + 1)
+        for block_row in rows:
+            top, bottom = block_row * block, min((block_row + 1) * block, height)
+            if top >= height or bottom > tile.row_off + tile.height:
+                continue
+            for block_col in cols:
+                left, right = block_col * block, min((block_col + 1) * block, width)
+                if left >= width or right > tile.col_off + tile.width:
+                    continue
+                data = np.zeros((block, block), self._dtypes[key])
+                data[: bottom - top, : right - left] = values[
+                    top - tile.row_off : bottom - tile.row_off,
+                    left - tile.col_off : right - tile.col_off,
+                ]
+                self._submit(key, (1, block_row, block_col), data)
+
+    def _submit(self, key: str, where: tuple[int, int, int], data: np.ndarray) -> None:
+        """Compress a block on the writer's threads; waits while too many are queued."""
+        self._slots.acquire()
+        try:
+            future = self._pool.submit(self._compress, key, where, data)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._settled)
+
+    def _settled(self, future: Future) -> None:
+        self._slots.release()
+        if future.cancelled() or future.exception() is None:
+            with self._lock:
+                self._pending.discard(future)
+
+    def _compress(self, key: str, where: tuple[int, int, int], data: np.ndarray) -> None:
+        payload = cogtiff.encode_block(data, self._compress_name, self._zlevel)
+        with self._lock:
+            offset = self._block_end[key]
+            self._block_end[key] += len(payload)
+        os.pwrite(self._block_files[key][1], payload, offset)
+        with self._lock:
+            self._blocks[key][where] = (offset, len(payload))
+
+    def _raise_encoding_errors(self) -> None:
+        """Re-raise, in the caller's thread, the error of a block that failed to compress."""
+        with self._lock:
+            failed = [f for f in self._pending if f.done() and f.exception() is not None]
+        if failed:
+            raise failed[0].exception()
+
+    def _wait_for_blocks(self) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.result()
+
     def finish(self) -> dict[str, str]:
         """Encode every raw file and its levels as a COG; return key -> COG path."""
         self.prepare()
@@ -223,26 +303,83 @@ class CogWriter:
         return dict(self._sources)
 
     def encode(self, key: str) -> str:
-        """Encode one key's prepared VRT as a COG on ``threads`` threads; return its path."""
+        """Compress one key's remaining blocks (those no tile held whole, the overviews) on
+        the writer's threads and lay them all out as a COG; return its path."""
         source = self.prepare()[key]
+        self._wait_for_blocks()
+        factors = [1, *self._factors]
+        for factor, where, data in self._missing_blocks(key, source, factors):
+            self._submit(key, (factor, *where), data)
+        self._wait_for_blocks()
+        levels = []
+        fd = self._block_files[key][1]
+        for factor in factors:
+            rows, cols = overviews.level_shape(self._grid.height, self._grid.width, factor)
+            spots = [
+                self._blocks[key][factor, block_row, block_col]
+                for block_row in range(-(-rows // COG_BLOCK))
+                for block_col in range(-(-cols // COG_BLOCK))
+            ]
+            levels.append(cogtiff.Level(rows, cols, [(fd, at, size) for at, size in spots]))
         cog_path = os.path.join(self._dir, f"{self._names[key]}.tif")
-        with rasterio.Env(
-            GDAL_NUM_THREADS=str(self._threads),
-            GDAL_CACHEMAX=self._cache_mb * 1024 * 1024,  # rasterio passes ints as bytes
-        ):
-            rasterio.shutil.copy(
-                source,
-                cog_path,
-                driver="COG",
-                COMPRESS=self._compress,
-                PREDICTOR="YES",
-                LEVEL=str(self._zlevel),
-                BLOCKSIZE=str(COG_BLOCK),
-                OVERVIEWS="FORCE_USE_EXISTING" if self._factors else "NONE",
-                NUM_THREADS=str(self._threads),
-                BIGTIFF="IF_SAFER",
-            )
+        cogtiff.write_cog(cog_path, levels, self._dtypes[key], self._compress_name, COG_BLOCK,
+                          self._template_tags(key))  # fmt: skip
         return cog_path
+
+    def _missing_blocks(
+        self, key: str, source: str, factors: list[int]
+    ) -> Iterator[tuple[int, tuple[int, int], np.ndarray]]:
+        """(factor, (block row, block col), pixels) of every block not yet compressed: read
+        from the staging files, or from GDAL's overviews of the counts' VRT."""
+        block = COG_BLOCK
+        for index, factor in enumerate(factors):
+            rows, cols = overviews.level_shape(self._grid.height, self._grid.width, factor)
+            wanted = [
+                (block_row, block_col)
+                for block_row in range(-(-rows // block))
+                for block_col in range(-(-cols // block))
+                if (factor, block_row, block_col) not in self._blocks[key]
+            ]
+            if not wanted:
+                continue
+            if factor == 1 or key in self._leveled:
+                offsets, path = self._offsets[key, factor], self._raw[key, factor]
+                dtype = self._dtypes[key].newbyteorder("<")
+                with open(path, "rb") as raw:
+                    for where in wanted:
+                        raw.seek(int(offsets[where]))
+                        data = np.frombuffer(raw.read(block * block * dtype.itemsize), dtype)
+                        yield factor, where, data.reshape(block, block)
+                continue
+            with rasterio.open(source, overview_level=index - 1) as level:
+                for block_row, block_col in wanted:
+                    window = Window(block_col * block, block_row * block,
+                                    min(block, cols - block_col * block),
+                                    min(block, rows - block_row * block))  # fmt: skip
+                    data = np.zeros((block, block), self._dtypes[key])
+                    data[: window.height, : window.width] = level.read(1, window=window)
+                    yield factor, (block_row, block_col), data
+
+    def _template_tags(self, key: str) -> dict[int, cogtiff.Field]:
+        """GDAL's georeferencing, metadata and nodata tags for this key's COG, read from a
+        GeoTIFF GDAL writes with them and no block."""
+        grid, tags = self._grid, self._tags[key]
+        path = os.path.join(self._dir, f"{self._names[key]}.template.tif")
+        float_data = self._dtypes[key].kind == "f"
+        try:
+            with rasterio.open(
+                path, "w", driver="GTiff", width=grid.width, height=grid.height, count=1,
+                dtype=self._dtypes[key].name, crs=CRS.from_user_input(grid.crs),
+                transform=grid.affine, nodata=float("nan") if float_data else None,
+                tiled=True, blockxsize=COG_BLOCK, blockysize=COG_BLOCK, SPARSE_OK="TRUE",
+            ) as template:  # fmt: skip
+                template.update_tags(**{k: str(v) for k, v in tags.items()})
+                template.set_band_description(1, tags.get("index", key))
+            return cogtiff.template_tags(path)
+        finally:
+            for leftover in (path, f"{path}.aux.xml"):
+                if os.path.exists(leftover):
+                    os.remove(leftover)
 
     def _source_with_overviews(self, key: str) -> str:
         """The VRT to encode, its overviews in place (levels, or GDAL's for counts)."""
@@ -274,8 +411,17 @@ class CogWriter:
         self._fds = {}
 
     def abort(self) -> None:
-        """Remove the raw files and their VRTs."""
+        """Stop compressing; remove the raw files, their VRTs and the compressed blocks."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._close_files()
+        for path, fd in self._block_files.values():
+            os.close(fd)
+            os.remove(path)
+        self._block_files = {}
         self._sources = {}
         for path in self._raw.values():
             for leftover in (path, f"{path}.aux.xml", f"{path}.vrt", f"{path}.vrt.ovr"):
