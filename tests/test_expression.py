@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from madrone.errors import ExpressionError, MadroneError
-from madrone.expression import CompiledExpression, compile_expression, evaluate
+from madrone.expression import (
+    CompiledExpression,
+    DnBand,
+    compile_expression,
+    evaluate,
+    evaluate_dn,
+)
 
 NAN = np.nan
 
@@ -210,3 +216,30 @@ def test_missing_variable_names_it():
     compiled = compile_expression("B08 - B04")
     with pytest.raises(ExpressionError, match="needs B08"):
         evaluate(compiled, {"B04": np.zeros(2, dtype=np.float32)})
+
+
+@pytest.mark.parametrize(
+    "text", ["(B08-B04)/(B08+B04)", "where(B08 > 0.2, sqrt(B08), -B04) * 2.5", "B08 ** 2 / B04"]
+)
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_evaluate_dn_is_evaluate_on_masked_reflectance_bit_for_bit(text, dtype):
+    rng = np.random.default_rng(4)
+    dn = {name: rng.integers(0, 12_000, (64, 96)).astype(dtype) for name in ("B04", "B08")}
+    dn["B04"][0, :4] = [0, 65535, 1000, 1000]  # nodata, saturated, zero reflectance twice
+    dn["B08"][0, 2:5] = [1000, 1000, 0]
+    if dtype == np.float32:
+        dn["B08"][1, :3] = np.nan
+    band = DnBand(offset=-1000.0, scale=1e-4, invalid=(0, 65535))
+    reflectance = {}
+    for name, values in dn.items():
+        as_float = (values.astype(np.float64) - 1000.0).astype(np.float32) * np.float32(1e-4)
+        reflectance[name] = np.where(np.isin(values, band.invalid), np.nan, as_float)
+    compiled = compile_expression(text)
+    with np.errstate(all="ignore"):
+        expected = evaluate(compiled, reflectance)
+    out = evaluate_dn(compiled, dn, {name: band for name in dn})
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    valid = ~np.isnan(out)
+    assert out[valid].tobytes() == expected[valid].tobytes()
+    assert np.isnan(out[0, [0, 1, 4]]).all() and np.isfinite(out[2:]).mean() > 0.9

@@ -10,9 +10,7 @@ nodata or the arithmetic is undefined, so nodata never turns into a number.
 from __future__ import annotations
 
 import ast
-import functools
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -201,53 +199,62 @@ def evaluate_dn(
     bands: Mapping[str, DnBand],
     constants: Mapping[str, float] | None = None,
 ) -> np.ndarray:
-    """Evaluate on raw digital numbers in one numexpr pass: each band variable becomes its
-    reflectance, and a pixel where any band is invalid comes out NaN.
+    """Evaluate on raw digital numbers: each band variable becomes its reflectance, and a
+    pixel where any band is invalid (or the arithmetic is not finite) comes out NaN.
 
-    Equal to converting every band to NaN-masked float32 reflectance and calling
-    :func:`evaluate`, without the intermediate arrays: the engine's hot path.
+    Equal, bit for bit, to converting every band to NaN-masked float32 reflectance and
+    calling :func:`evaluate`: the engine's hot path. Validity is a numpy mask applied after
+    numexpr, not a ``where`` inside it, because numexpr on one thread pays per operation and
+    per element, and the guards cost more than the index itself.
     """
-    names = sorted(dn)
-    shape = tuple((name, dn[name].dtype.kind, len(bands[name].invalid)) for name in names)
-    expression = _dn_expression(compiled.expression, shape)
-    local: dict[str, object] = {"_nan": np.float32(np.nan)}
-    for name in names:
-        array, band = dn[name], bands[name]
-        local[name] = array
-        local[f"_o_{name}"] = np.float32(band.offset)
-        local[f"_s_{name}"] = np.float32(band.scale)
-        for i, value in enumerate(band.invalid):
-            local[f"_x_{name}_{i}"] = array.dtype.type(value)
+    local: dict[str, object] = {}
     for name in compiled.variables:
-        if name not in dn:
-            if constants is None or name not in constants:
-                raise ExpressionError(f"expression {compiled.text!r} needs {name}")
+        if name in dn:
+            local[name] = _reflectance(dn[name], bands[name])
+        elif constants is not None and name in constants:
             local[name] = float(constants[name])
+        else:
+            raise ExpressionError(f"expression {compiled.text!r} needs {name}")
     try:
-        result = numexpr.evaluate(expression, local_dict=local)
+        result = numexpr.evaluate(compiled.expression, local_dict=local)
     except (TypeError, ValueError, KeyError, NotImplementedError) as e:
         raise ExpressionError(f"cannot evaluate {compiled.text!r}: {e}") from e
     out = np.asarray(result).astype(np.float32, copy=False)
-    infinite = np.isinf(out)  # division by zero; NaN already is NaN
-    if infinite.any():
-        out[infinite] = np.nan
+    nodata = np.isinf(out)  # division by zero; NaN already is NaN
+    for name in sorted(dn):
+        _mark_invalid_dn(dn[name], bands[name], nodata)
+    np.copyto(out, np.float32(np.nan), where=nodata)
     return out
 
 
-@functools.lru_cache(maxsize=256)
-def _dn_expression(expression: str, shape: tuple[tuple[str, str, int], ...]) -> str:
-    """The numexpr text of an expression on DN: reflectance substituted, validity guarded."""
-    names = [name for name, _, _ in shape]
-    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in names) + r")\b")
-    body = pattern.sub(
-        lambda m: f"(({m.group(1)} + _o_{m.group(1)}) * _s_{m.group(1)})", expression
-    )
-    guards = []
-    for name, kind, invalid in shape:
-        guards += [f"({name} != _x_{name}_{i})" for i in range(invalid)]
-        if kind == "f":
-            guards.append(f"({name} == {name})")
-    return f"where({' & '.join(guards)}, {body}, _nan)" if guards else body
+# DN types whose reflectance numpy computes in the very type numexpr does: (DN + offset) *
+# scale with float32 offset and scale is float32 for these integers, float64 for float64.
+_NUMPY_DN_TYPES = {np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16)}
+
+
+def _reflectance(array: np.ndarray, band: DnBand) -> np.ndarray:
+    """``(DN + offset) * scale``, the same bits as numexpr gives for it inside an expression
+    (numexpr types bottom-up, so the sub-expression alone has its type within the whole)."""
+    offset, scale = np.float32(band.offset), np.float32(band.scale)
+    if array.dtype in _NUMPY_DN_TYPES or array.dtype in (np.float32, np.float64):
+        wide = np.float32 if array.dtype in _NUMPY_DN_TYPES else array.dtype
+        out = array.astype(wide)
+        out += offset
+        out *= scale
+        return out
+    try:  # any other type: numexpr itself, so its casting rules hold
+        local = {"dn": array, "offset": offset, "scale": scale}
+        return numexpr.evaluate("(dn + offset) * scale", local_dict=local)
+    except (TypeError, ValueError, KeyError, NotImplementedError) as e:
+        raise ExpressionError(f"cannot use digital numbers of type {array.dtype}: {e}") from e
+
+
+def _mark_invalid_dn(array: np.ndarray, band: DnBand, nodata: np.ndarray) -> None:
+    """Set ``nodata`` where a band's DN is one of its invalid values, or NaN."""
+    for value in band.invalid:
+        nodata |= array == array.dtype.type(value)
+    if array.dtype.kind == "f":
+        nodata |= np.isnan(array)
 
 
 def _to_float32(result: np.ndarray, inputs: list[np.ndarray]) -> np.ndarray:

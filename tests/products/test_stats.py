@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,12 @@ import pytest
 import rasterio
 
 from madrone.errors import InputError
-from madrone.products.stats import compute_stats
+from madrone.products.stats import (
+    compute_stats,
+    histogram_edges,
+    window_partials,
+    window_stats,
+)
 from tests.support.rasters import write_raster
 
 
@@ -121,3 +127,30 @@ def test_bad_histogram_arguments(tmp_path, value_range, bins):
     raster = write_raster(tmp_path / "ndvi.tif", noisy_ndvi())
     with pytest.raises(InputError, match="histogram"):
         compute_stats(raster, value_range, bins)
+
+
+def test_window_partials_are_the_windows_own_stats_and_follow_numpy():
+    # A tile at (512, 0) reaching the bottom and right of a 1300 x 1100 grid: the windows
+    # cut by the grid's edge are its own; NaN, infinities, values on edges.
+    rng = np.random.default_rng(5)
+    tile = rng.normal(0.2, 0.5, (788, 1100)).astype(np.float32)
+    tile[rng.random(tile.shape) < 0.03] = np.nan
+    tile[0, :3] = [np.inf, -np.inf, 1.0]
+    tile[1, :51] = np.linspace(-1.0, 1.0, 51).astype(np.float32)
+    edges = histogram_edges((-1.0, 1.0))
+    partials = window_partials(tile, 512, 0, (1300, 1100), edges)
+    assert sorted(partials) == [(r, c) for r in (512, 1024) for c in (0, 512, 1024)]
+    taller = window_partials(tile, 512, 0, (1400, 1100), edges)
+    assert sorted(taller) == [(512, 0), (512, 512), (512, 1024)]
+    for (row, col), part in partials.items():
+        window = tile[row - 512 : row, col : col + 512]
+        alone = window_stats(np.ascontiguousarray(window), edges, np.nan)  # as read back
+        assert dataclasses.astuple(part)[:-1] == dataclasses.astuple(alone)[:-1]
+        assert part.counts.tolist() == alone.counts.tolist()
+        finite = window[np.isfinite(window)].astype(np.float64)
+        counts, _ = np.histogram(np.clip(finite, -1.0, 1.0), bins=edges)
+        assert part.counts.tolist() == counts.tolist()
+        assert (part.count, part.minimum, part.maximum) == (finite.size, finite.min(), finite.max())
+        assert (part.below, part.above) == ((finite < -1).sum(), (finite > 1).sum())
+        assert part.mean == pytest.approx(finite.mean(), rel=1e-12)
+        assert part.m2 == pytest.approx(((finite - finite.mean()) ** 2).sum(), rel=1e-7)

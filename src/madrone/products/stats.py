@@ -13,10 +13,10 @@ NaN, infinities and the raster's own nodata value (when it is not NaN) are nodat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import numexpr
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -67,41 +67,81 @@ def histogram_edges(value_range: tuple[float, float], bins: int = DEFAULT_BINS) 
 
 
 def window_stats(values: np.ndarray, edges: np.ndarray, nodata: float | None = None) -> WindowStats:
-    """The partial statistics of one window of float32 values."""
-    flat = values.ravel()
-    valid = np.isfinite(flat)
-    if nodata is not None and not np.isnan(nodata):
-        valid &= flat != nodata
-    x = flat[valid]
+    """The partial statistics of one window of float32 values.
+
+    The window is read in bands of ``_BAND_ROWS`` rows, so every temporary stays small: in
+    cache, and reused by the allocator rather than page-faulted in afresh. Bands are counted
+    from the window's first row, so the result depends on the window's pixels only.
+    """
+    bands = [_valid_values(values[row : row + _BAND_ROWS], nodata) for row in _band_rows(values)]
+    bands = [x for x in bands if x.size]
     stats = WindowStats()
-    if x.size == 0:
+    stats.count = sum(x.size for x in bands)
+    if stats.count == 0:
         return stats
-    mean = float(x.sum(dtype=np.float64)) / x.size
-    deviations = x - np.float32(mean)
-    stats.count, stats.mean = x.size, mean
-    # float32 squares summed pairwise by numpy: ~1e-7 relative, at a tenth of float64's cost
-    stats.m2 = float(np.square(deviations).sum(dtype=np.float64))
-    stats.minimum, stats.maximum = float(x.min()), float(x.max())
-    stats.below = int(np.count_nonzero(x < edges[0]))
-    stats.above = int(np.count_nonzero(x > edges[-1]))
-    stats.counts = _bin_counts(x, edges)
+    stats.mean = math.fsum(float(x.sum(dtype=np.float64)) for x in bands) / stats.count
+    mean, m2 = np.float32(stats.mean), []
+    low, high = _float32_bounds(edges)
+    counts = np.zeros(len(edges) - 1, dtype=np.int64)
+    for x in bands:
+        # float32 squares summed pairwise by numpy: ~1e-7 relative, at a tenth of float64's cost
+        work = np.subtract(x, mean)
+        m2.append(float(np.square(work, out=work).sum(dtype=np.float64)))
+        stats.minimum = min(stats.minimum, float(x.min()))
+        stats.maximum = max(stats.maximum, float(x.max()))
+        stats.below += int(np.count_nonzero(x < low))
+        stats.above += int(np.count_nonzero(x > high))
+        counts += _bin_counts(x, edges, work)
+    stats.m2 = math.fsum(m2)
+    stats.counts = counts
     return stats
 
 
-def _bin_counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+# 128 rows of a window: 256 KiB of float32 values and 512 KiB of bin indices at most
+_BAND_ROWS = 128
+
+
+def _band_rows(values: np.ndarray) -> range:
+    return range(0, values.shape[0], _BAND_ROWS)
+
+
+def _float32_bounds(edges: np.ndarray) -> tuple[np.float32, np.float32]:
+    """float32 (low, high) such that, for float32 x, ``x < low`` is ``x < edges[0]`` and
+    ``x > high`` is ``x > edges[-1]``: a comparison in float32, at half the cost of float64."""
+    with np.errstate(over="ignore"):
+        low, high = np.float32(edges[0]), np.float32(edges[-1])
+    if low < edges[0]:
+        low = np.nextafter(low, np.float32(np.inf))
+    if high > edges[-1]:
+        high = np.nextafter(high, np.float32(-np.inf))
+    return low, high
+
+
+def _valid_values(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    """The valid values of a 2-D array, row-major and contiguous whatever its layout."""
+    valid = np.isfinite(values)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= values != nodata
+    return values.flatten() if valid.all() else values[valid]
+
+
+def _bin_counts(x: np.ndarray, edges: np.ndarray, work: np.ndarray) -> np.ndarray:
     """Equal-width histogram, values outside folded into the end bins; bins as np.histogram
-    gives them (a value on an edge goes to the bin it opens), several times faster."""
+    gives them (a value on an edge goes to the bin it opens), several times faster.
+    ``work`` (float32, as long as ``x``) is scratch."""
     bins = len(edges) - 1
-    scaled = (x - np.float32(edges[0])) * np.float32(bins / (edges[-1] - edges[0]))
-    index = scaled.astype(np.intp)
-    np.clip(index, 0, bins - 1, out=index)
-    # float32 rounding may misplace values within a hair of an edge: redo those exactly
-    near = np.flatnonzero(
-        numexpr.evaluate("abs(scaled - floor(scaled + 0.5)) < 0.001", local_dict={"scaled": scaled})
-    )
-    if near.size:
-        exact = np.searchsorted(edges, x[near].astype(np.float64), side="right") - 1
-        index[near] = np.clip(exact, 0, bins - 1)
+    scaled = np.subtract(x, np.float32(edges[0]), out=work)
+    scaled *= np.float32(bins / (edges[-1] - edges[0]))
+    # Values outside fold into the end bins; clipping to the middle of those bins also keeps
+    # them (and the outer edges, where either side is the same bin) off the near-edge check.
+    np.clip(scaled, 0.5, bins - 0.5, out=scaled)
+    index = scaled.astype(np.intp)  # the type bincount counts in: no copy there
+    # float32 rounding may misplace values within a hair of an inner edge: redo those exactly
+    off_edge = np.subtract(scaled, index, out=scaled)  # in [0, 1): the position in the bin
+    off_edge -= 0.5
+    near = np.flatnonzero(np.abs(off_edge, out=off_edge) > 0.499)
+    if near.size:  # inner edges only: the exact bin is one of the two they separate
+        index[near] = np.searchsorted(edges, x[near].astype(np.float64), side="right") - 1
     return np.bincount(index, minlength=bins)
 
 

@@ -70,18 +70,18 @@ class ReflectanceCounts:
 
     def add_array(self, reflectance: np.ndarray) -> None:
         """Count a tile's reflectance values (NaN = invalid)."""
-        finite = np.isfinite(reflectance)
-        self.valid += int(finite.sum())
-        self.negative += int((reflectance < 0).sum())
-        self.far_above_one += int((reflectance > FAR_ABOVE_ONE).sum())
+        self.valid += int(np.count_nonzero(np.isfinite(reflectance)))
+        self.negative += int(np.count_nonzero(reflectance < 0))
+        self.far_above_one += int(np.count_nonzero(reflectance > FAR_ABOVE_ONE))
 
     def add_dn(self, dn: np.ndarray, band: DnBand) -> None:
         """Count a tile's values from its digital numbers, without computing reflectance:
         on integer DN every test is one cheap comparison."""
         if dn.dtype.kind == "f" or band.scale <= 0:
-            self.add_array(
-                (dn.astype(np.float32) + np.float32(band.offset)) * np.float32(band.scale)
-            )
+            reflectance = dn.astype(np.float32)  # a copy, so the arithmetic can be in place
+            reflectance += np.float32(band.offset)
+            reflectance *= np.float32(band.scale)
+            self.add_array(reflectance)
             return
         # For integer DN: reflectance < 0 <=> DN < ceil(-offset); > 1.5 <=> DN > floor(1.5/s - o)
         negative_below = math.ceil(-band.offset)
