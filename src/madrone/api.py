@@ -86,9 +86,9 @@ def make_executor(
     settings: Settings, workers: int | None = None, dask: object | None = None
 ) -> Executor:
     """The executor a run uses: the workers of a Dask scheduler when ``dask`` names one
-    (``tcp://host:8786``, or a ``distributed.Client``), else the local process pool of
-    ``workers`` processes (default: ``settings.workers``, else all cores, and then a job of
-    at most ``IN_PROCESS_PIXELS`` runs in this process, without a pool)."""
+    (``tcp://host:8786``, or a ``distributed.Client``), else the local pool of ``workers``
+    threads or processes (``settings.pool``; default count: ``settings.workers``, else all
+    cores, and then a job of at most ``IN_PROCESS_PIXELS`` runs in this thread)."""
     if dask:
         from madrone.executors.dask import DaskExecutor
 
@@ -96,7 +96,7 @@ def make_executor(
     chosen = workers if workers is not None else settings.workers
     return LocalExecutor(
         settings.resolved_workers(workers), settings.tiles_in_flight, settings.gdal_cache_mb,
-        in_process_pixels=IN_PROCESS_PIXELS if chosen == 0 else 0,
+        in_process_pixels=IN_PROCESS_PIXELS if chosen == 0 else 0, pool=settings.pool,
     )  # fmt: skip
 
 

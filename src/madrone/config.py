@@ -20,7 +20,10 @@ class Settings:
     """Engine settings. Each field ``name`` is read from ``MADRONE_<NAME>``.
 
     Attributes:
-        workers: processes of the local executor; 0 means all cores.
+        workers: threads (or processes) of the local executor; 0 means all cores.
+        pool: ``threads`` (the default: GDAL, numexpr and numpy release the GIL, so
+            threads compute tiles in parallel with nothing to start or copy) or
+            ``processes`` (each worker isolated in a process of its own).
         tiles_in_flight: tiles submitted ahead per worker (bounds memory).
         gdal_cache_mb: GDAL block cache per process, in MiB (tiles are aligned to the
             sources' blocks, so little is ever read twice; the cap bounds memory).
@@ -76,6 +79,7 @@ class Settings:
     """
 
     workers: int = 0
+    pool: str = "threads"
     tiles_in_flight: int = 2
     gdal_cache_mb: int = 64
     png_max_size: int = 4096

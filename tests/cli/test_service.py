@@ -230,6 +230,7 @@ def left_alive(processes: list[psutil.Process], grace: float = 10) -> list[int]:
 
 
 def test_sigterm_hands_the_running_job_back(env, tmp_path: Path) -> None:
+    env = {**env, "MADRONE_POOL": "processes"}  # the pool's processes must end with it
     job_id = submit(env, tmp_path, str(DEMO), "--index", "ndvi,ndsi", *SLOW)
     process = start(env, tmp_path, "master", "--db", env["MADRONE_DB_URL"])
     try:

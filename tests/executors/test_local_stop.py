@@ -1,5 +1,5 @@
-"""A stopped run takes every process it started with it: SIGTERM to ``madrone process``,
-``kill -9`` of it, an exception from the progress callback, a cancel event, and a
+"""A stopped run takes every process and thread it started with it: SIGTERM to ``madrone
+process``, ``kill -9`` of it, an exception from the progress callback, a cancel event, and a
 ``map_tiles`` generator closed early. Processes are read from /proc (Linux)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from madrone.api import build_spec, run
+from madrone.config import Settings
 from madrone.engine.plan import plan
 from madrone.engine.run import RunCancelled
 from madrone.executors.local import LocalExecutor
@@ -67,7 +68,8 @@ def start_process_command(data_dir: Path, out: Path) -> tuple[subprocess.Popen, 
     fork server, resource tracker and two workers) and it has written some tiles."""
     command = [*MADRONE, "process", str(data_dir / T18), "-o", str(out), "-i", "ndvi,ndsi",
                "--tile-size", "32", "--workers", "2", "--quiet"]  # fmt: skip
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    environ = {**os.environ, "MADRONE_POOL": "processes"}
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ)
     wait_until(lambda: len(descendants(child.pid)) >= 4, 60, "the pool never started")
     staging = None
 
@@ -126,7 +128,7 @@ def test_an_exception_from_progress_stops_the_pool_and_removes_staging(
 
     started = time.monotonic()
     with pytest.raises(Stop, match="stopped at 30 of 961"):
-        run(spec, workers=2, progress=progress)
+        run(spec, workers=2, progress=progress, settings=Settings(pool="processes"))
     assert time.monotonic() - started < 30
     assert len(workers) == 2
     assert not alive(workers), "the pool's workers ended before run() returned"
@@ -153,7 +155,7 @@ def test_a_cancel_event_stops_the_run(data_dir: Path, tmp_path: Path) -> None:
 def test_closing_map_tiles_early_ends_the_workers(data_dir: Path) -> None:
     checked = plan(build_spec([str(data_dir / T18)], ["ndvi"], tile_size=64))
     before, segments = descendants(os.getpid()), shared_segments()
-    tiles = LocalExecutor(2).map_tiles(checked.context, checked.tiles)
+    tiles = LocalExecutor(2, pool="processes").map_tiles(checked.context, checked.tiles)
     received = [next(tiles).tile for _ in range(5)]
     workers = pool_workers(before)
     assert len(set(received)) == 5 and len(workers) == 2
@@ -162,3 +164,53 @@ def test_closing_map_tiles_early_ends_the_workers(data_dir: Path) -> None:
     assert time.monotonic() - started < 5
     assert not alive(workers)
     assert shared_segments() == segments
+
+
+def tile_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("madrone-tiles")]
+
+
+def test_sigterm_stops_a_threaded_run_and_removes_its_staging(data_dir: Path, outdir: Path) -> None:
+    command = [*MADRONE, "process", str(data_dir / T18), "-o", str(outdir), "-i", "ndvi",
+               "--tile-size", "32", "--workers", "2", "--quiet"]  # fmt: skip
+    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+
+    def writing() -> bool:
+        staging = next((p for p in outdir.iterdir() if p.name.endswith(".partial")), None)
+        log = staging / "progress.jsonl" if staging else None
+        return bool(log and log.exists() and log.stat().st_size > 0)
+
+    wait_until(writing, 60, "no tile was written")
+    assert descendants(child.pid) == set(), "threads, no process"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=30) == 143
+    assert "madrone: stopped by SIGTERM" in child.stderr.read()
+    child.stderr.close()
+    assert sorted(p.name for p in outdir.iterdir()) == ["keep.txt"], "staging files removed"
+
+
+def test_an_exception_from_progress_stops_the_threads(data_dir: Path, tmp_path: Path) -> None:
+    spec = build_spec([str(data_dir / T18)], ["ndvi"], str(tmp_path / "out"), tile_size=64)
+    seen: set[str] = set()
+
+    def progress(done: int, total: int) -> None:
+        seen.update(t.name for t in tile_threads())
+        if done >= 30:
+            raise Stop(f"stopped at {done} of {total}")
+
+    with pytest.raises(Stop, match="stopped at 30 of 961"):
+        run(spec, workers=2, progress=progress, settings=Settings(pool="threads"))
+    assert seen == {"madrone-tiles-0", "madrone-tiles-1"}
+    assert tile_threads() == [], "the threads ended before run() returned"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_closing_threaded_map_tiles_early_ends_the_threads(data_dir: Path) -> None:
+    checked = plan(build_spec([str(data_dir / T18)], ["ndvi"], tile_size=64))
+    tiles = LocalExecutor(2).map_tiles(checked.context, checked.tiles)
+    received = [next(tiles).tile for _ in range(5)]
+    assert len(set(received)) == 5 and len(tile_threads()) == 2
+    started = time.monotonic()
+    tiles.close()
+    assert time.monotonic() - started < 5
+    assert tile_threads() == []

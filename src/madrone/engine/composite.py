@@ -10,7 +10,6 @@ composite). Everything here is pure: arrays in, arrays out.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,12 +66,7 @@ def combine(
     counts = {name: np.count_nonzero(~np.isnan(stack), axis=0) for name, stack in stacks.items()}
     origins = np.stack([layer.origin for layer in layers])
     if method == "median":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-            values = {
-                name: np.nanmedian(stack, axis=0).astype(np.float32)
-                for name, stack in stacks.items()
-            }
+        values = {name: _nan_median(stack, counts[name]) for name, stack in stacks.items()}
         used = origins[~np.isnan(stacks[primary])]
         return Composite(values, counts, tally_origins(used))
     rows, cols = np.indices(origins.shape[1:])
@@ -108,3 +102,16 @@ def tally_origins(origins: np.ndarray) -> dict[int, int]:
     last = int(origins.max()) if origins.size else -1
     pixels = {p: int(np.count_nonzero(origins == p)) for p in range(last + 1)}
     return {p: n for p, n in pixels.items() if n}
+
+
+def _nan_median(stack: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The median over the first axis ignoring NaN, NaN where nothing is valid: the values
+    np.nanmedian gives (the mean of the two middle values for an even count), without its
+    all-NaN warning, which only warnings.catch_warnings could silence and that is not
+    thread-safe."""
+    ordered = np.sort(stack, axis=0)  # NaN sort last
+    low = np.take_along_axis(ordered, np.maximum(valid - 1, 0)[None] // 2, axis=0)[0]
+    high = np.take_along_axis(ordered, (valid // 2)[None], axis=0)[0]
+    middle = ((low + high) / np.float32(2)).astype(np.float32)
+    middle[valid == 0] = np.nan
+    return middle

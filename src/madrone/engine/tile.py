@@ -1,12 +1,13 @@
 """run_tile: read band windows -> reflectance -> masks -> indices -> float32 tiles.
 
 Pure and deterministic: the same context and tile give the same bytes in any process, so
-every executor produces identical products. Open datasets are cached per process (opening a
+every executor produces identical products. Open datasets are cached per thread (opening a
 JPEG 2000 file per tile would cost more than reading it), which changes no result.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
@@ -54,8 +55,16 @@ class TileTask:
     tile: Tile
 
 
-_DATASETS: dict[str, rasterio.DatasetReader] = {}
-_WARPED: dict[tuple, WarpedVRT] = {}
+class _OpenDatasets(threading.local):
+    """The datasets one thread opened: a GDAL dataset must not be read by two threads at
+    once, so each thread of a threaded pool has its own."""
+
+    def __init__(self) -> None:
+        self.plain: dict[str, rasterio.DatasetReader] = {}
+        self.warped: dict[tuple, WarpedVRT] = {}
+
+
+_OPEN = _OpenDatasets()
 
 
 def run_tile(task: TileTask) -> TileResult:
@@ -117,16 +126,23 @@ def count_key(index_name: str) -> str:
     return f"{index_name}_count"
 
 
+# rasterio's in-memory datasets (rasterize) silence a warning with warnings.catch_warnings,
+# which is not thread-safe: two threads rasterizing at once can restore each other's filters
+# and let the warning through. Rasterizing a tile's polygon takes milliseconds.
+_RASTERIZING = threading.Lock()
+
+
 def _inside(context: TileContext, tile: Tile) -> np.ndarray | None:
     """Pixels of the tile inside the requested polygon (None: no polygon, all inside)."""
     if context.geometry is None:
         return None
-    return geometry_mask(
-        [context.geometry],
-        out_shape=(tile.height, tile.width),
-        transform=context.grid.tile_affine(tile),
-        invert=True,
-    )
+    with _RASTERIZING:
+        return geometry_mask(
+            [context.geometry],
+            out_shape=(tile.height, tile.width),
+            transform=context.grid.tile_affine(tile),
+            invert=True,
+        )
 
 
 def _first_valid(
@@ -247,9 +263,9 @@ def _scl_mask(scl: np.ndarray, classes: tuple[int, ...], keeps_snow: bool) -> np
 
 
 def _dataset(uri: str) -> rasterio.DatasetReader:
-    dataset = _DATASETS.get(uri)
+    dataset = _OPEN.plain.get(uri)
     if dataset is None or dataset.closed:
-        dataset = _DATASETS[uri] = rasterio.open(uri)
+        dataset = _OPEN.plain[uri] = rasterio.open(uri)
     return dataset
 
 
@@ -278,11 +294,11 @@ def _read_warped(
     """Resample a band onto the output grid (another resolution, alignment or CRS)."""
     src_nodata = read.ref.nodata if read.ref.nodata is not None else read.file_nodata
     key = (read.ref.uri, read.ref.band_index, grid, resampling, np.dtype(dtype).str)
-    vrt = _WARPED.get(key)
+    vrt = _OPEN.warped.get(key)
     if vrt is None or vrt.closed:
         source = _band_view(read.ref.uri, read.ref.band_index)
         is_view = source.count != _dataset(read.ref.uri).count
-        vrt = _WARPED[key] = WarpedVRT(
+        vrt = _OPEN.warped[key] = WarpedVRT(
             source,
             crs=grid.crs,
             transform=grid.affine,
@@ -310,9 +326,9 @@ def _band_view(uri: str, band_index: int) -> rasterio.DatasetReader:
     if dataset.count == 1:
         return dataset
     key = f"{uri}#band{band_index}"
-    view = _DATASETS.get(key)
+    view = _OPEN.plain.get(key)
     if view is None or view.closed:
-        view = _DATASETS[key] = rasterio.open(_band_vrt(dataset, band_index))
+        view = _OPEN.plain[key] = rasterio.open(_band_vrt(dataset, band_index))
     return view
 
 
@@ -337,10 +353,10 @@ def _band_vrt(dataset: rasterio.DatasetReader, band_index: int) -> str:
 
 
 def close_datasets() -> None:
-    """Close every dataset this process opened (end of an in-process run, worker exit)."""
-    for vrt in _WARPED.values():
+    """Close every dataset this thread opened (end of a run, of a pool's thread)."""
+    for vrt in _OPEN.warped.values():
         vrt.close()
-    for dataset in _DATASETS.values():
+    for dataset in _OPEN.plain.values():
         dataset.close()
-    _WARPED.clear()
-    _DATASETS.clear()
+    _OPEN.warped.clear()
+    _OPEN.plain.clear()

@@ -1,4 +1,11 @@
-"""The default executor: a process pool on this machine, with bounded tiles in flight.
+"""The default executor: a pool on this machine, with bounded tiles in flight.
+
+Its workers are threads by default (``pool="threads"``): reading (GDAL), the index
+(numexpr) and the statistics (numpy) release the GIL, so two threads compute tiles about
+twice as fast as one, with no process to start, no engine to import again, and no copy of
+the results; each thread keeps its own open datasets. ``pool="processes"`` isolates each
+worker in a process of its own (a crash in a GDAL driver then ends one worker, not the run),
+as described below.
 
 Tile arrays come back through shared memory (the worker copies each array once into a
 segment, the parent maps it, the writer copies it out, the segment is unlinked): pickling
@@ -14,8 +21,10 @@ pipes the workers held open, exit too.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import queue
 import secrets
 import select
 import signal
@@ -26,9 +35,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
+import rasterio
 
 from madrone.engine.plan import TileContext
 from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
+from madrone.errors import InputError
 from madrone.grid import Tile
 
 # A job of at most this many pixels runs in the calling process when the worker count is
@@ -172,10 +183,14 @@ def _stop_pool(pool: ProcessPoolExecutor, pending: set[Future], abandoned: bool)
         _discard(future)
 
 
+POOLS = ("threads", "processes")
+
+
 class LocalExecutor:
-    """Runs tiles in a pool of ``workers`` processes; in this process when workers is 1,
-    there is one tile, or the tiles hold at most ``in_process_pixels`` pixels (a pool would
-    cost more to start than it saves; 0, the default, never decides by size).
+    """Runs tiles in a pool of ``workers`` threads (or processes, ``pool="processes"``);
+    in the calling thread when workers is 1, there is one tile, or the tiles hold at most
+    ``in_process_pixels`` pixels (a process pool would cost more to start than it saves; 0,
+    the default, never decides by size).
 
     At most ``workers * tiles_in_flight`` tiles are submitted ahead, which bounds memory.
     """
@@ -187,16 +202,23 @@ class LocalExecutor:
         gdal_cache_mb: int = 64,
         *,
         in_process_pixels: int = 0,
+        pool: str = "threads",
     ):
+        if pool not in POOLS:
+            raise InputError(f"MADRONE_POOL={pool!r} is not a pool; use threads or processes")
         self.workers = max(1, workers)
         self.in_flight = max(1, self.workers * tiles_in_flight)
         self.gdal_cache_mb = gdal_cache_mb
         self.in_process_pixels = in_process_pixels
+        self.pool = pool
 
     def runs_in_process(self, tiles: Sequence[Tile]) -> bool:
-        """Whether ``map_tiles`` computes these tiles here, without a pool."""
+        """Whether ``map_tiles`` computes these tiles in the calling thread, without a pool
+        (threads cost nothing to start, so only a process pool is left out by size)."""
         if self.workers == 1 or len(tiles) <= 1:
             return True
+        if self.pool == "threads":
+            return False
         return sum(tile.width * tile.height for tile in tiles) <= self.in_process_pixels
 
     def map_tiles(self, context: TileContext, tiles: Sequence[Tile]) -> Iterator[TileResult]:
@@ -208,6 +230,9 @@ class LocalExecutor:
                     yield run_tile(TileTask(context, tile))
             finally:
                 close_datasets()
+            return
+        if self.pool == "threads":
+            yield from _ThreadPool(context, tiles, self.workers, self.in_flight).results()
             return
         prefix = f"psm_md{secrets.token_hex(4)}"  # never a default name: "m" is not hex
         pool = ProcessPoolExecutor(
@@ -248,3 +273,64 @@ class LocalExecutor:
                     yield result
                 finally:
                     _release(result, segments)
+
+
+class _ThreadPool:
+    """``workers`` threads taking tiles in turn, at most ``in_flight`` results waiting.
+
+    Leaving ``results`` early (closed, or an exception in the consumer) stops the threads
+    from taking more tiles and waits for the tiles they are computing (a fraction of a
+    second each); nothing outlives the call.
+    """
+
+    def __init__(
+        self, context: TileContext, tiles: Sequence[Tile], workers: int, in_flight: int
+    ) -> None:
+        self.context, self.tiles = context, iter(tiles)
+        self.taking = threading.Lock()
+        self.stop = threading.Event()
+        self.done: queue.Queue = queue.Queue(maxsize=in_flight)
+        self.threads = [
+            threading.Thread(target=self._work, name=f"madrone-tiles-{n}", daemon=True)
+            for n in range(min(workers, len(tiles)))
+        ]
+
+    def results(self) -> Iterator[TileResult]:
+        import numexpr  # one thread per evaluation: the pool's threads are the parallelism
+
+        previous = numexpr.set_num_threads(1)
+        for thread in self.threads:
+            thread.start()
+        try:
+            running = len(self.threads)
+            while running:
+                kind, value = self.done.get()
+                if kind == "result":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    running -= 1
+        finally:
+            self.stop.set()
+            while any(thread.is_alive() for thread in self.threads):
+                with contextlib.suppress(queue.Empty):  # a thread may wait on a full queue
+                    self.done.get(timeout=0.05)
+            numexpr.set_num_threads(previous)
+
+    def _work(self) -> None:
+        try:
+            with rasterio.Env(GDAL_NUM_THREADS="1"):
+                while not self.stop.is_set():
+                    with self.taking:
+                        tile = next(self.tiles, None)
+                    if tile is None:
+                        break
+                    result = run_tile(TileTask(self.context, tile))
+                    self.done.put(("result", result))
+        except BaseException as error:  # reaches the consumer, which stops the others
+            self.stop.set()
+            self.done.put(("error", error))
+        finally:
+            close_datasets()
+            self.done.put(("finished", None))
