@@ -93,8 +93,9 @@ def main() -> None:
         checked = plan(spec)
         WALL["plan"], CPU["plan"] = time.perf_counter() - wall, own_cpu() - cpu
         workers = settings.resolved_workers(args.workers or None)
-        executor = LocalExecutor(workers, settings.tiles_in_flight, settings.gdal_cache_mb,
-                                 pool=settings.pool)
+        executor = LocalExecutor(
+            workers, settings.tiles_in_flight, settings.gdal_cache_mb, pool=settings.pool
+        )
         run.run_plan(checked, executor, threads=workers, zlevel=settings.cog_zlevel,
                      codec=settings.cog_codec, png_max_size=settings.png_max_size,
                      gdal_cache_mb=settings.gdal_cache_mb)  # fmt: skip
