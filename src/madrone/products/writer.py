@@ -1,20 +1,21 @@
 """Streaming tile writer: tiles arrive in any order, one COG per index comes out.
 
 Tiles go into an uncompressed staging GeoTIFF (positioned writes of whole blocks: no
-read-modify-write), and so do their overview levels, made from each tile while it is in
-memory (``overviews``). Every COG block a tile completes is compressed at once on the
-writer's threads, while the executor computes the next tiles, and appended to a blocks file;
-``finish`` compresses what is left (blocks cut by tiles, the overviews) and lays the blocks
-out as a COG (``cogtiff``). A block's bytes depend only on its pixels, so the COG is the same
-bytes in whatever order, by whatever executor and tile size its tiles came. At most
-``MAX_PENDING_BLOCKS`` blocks wait for a thread, so memory stays O(tile), never O(scene).
+read-modify-write). Then, on the writer's threads while the executor computes the next
+tiles, each tile's overview levels are made while it is in memory (``overviews``) and
+written to their own staging files, and every COG block the tile holds whole is compressed
+and appended to a blocks file. ``finish`` compresses what is left (blocks cut by tiles, the
+overviews) and lays the blocks out as a COG (``cogtiff``). A block's bytes depend only on its
+pixels, so the COG is the same bytes in whatever order, by whatever executor and tile size
+its tiles came. At most ``MAX_PENDING`` tiles wait for a thread, so memory stays O(tile),
+never O(scene).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 from xml.sax.saxutils import escape
@@ -31,7 +32,7 @@ from madrone.products import cogtiff, overviews
 from madrone.sources.gdal import GDAL_TYPES
 
 COG_BLOCK = 512
-MAX_PENDING_BLOCKS = 32  # compressed on the writer's threads; 1 MiB each at float32
+MAX_PENDING = 8  # tiles (or blocks) waiting for the writer's threads: bounds their memory
 # Lossless codecs of the COG and their levels. ZSTD level 1 encodes float32 indices about
 # twice as fast as DEFLATE level 1 and decodes a third faster, at the same size
 # (bench/codec.py); DEFLATE is read by every TIFF reader, ZSTD by GDAL >= 2.3 (README).
@@ -107,7 +108,9 @@ class CogWriter:
         self._factors = overview_factors(grid.height, grid.width)
         # Float keys get their levels from the tiles (block means); counts from GDAL.
         self._leveled = [key for key in names if self._dtypes[key].kind == "f"]
-        self._complete_levels = True  # every tile so far held whole blocks of every level
+        # Every tile so far held whole blocks of every level. A resumed run makes its levels
+        # from the full resolution: the levels of its last tiles may not have been written.
+        self._complete_levels = not reuse
         self._sources: dict[str, str] = {}  # key -> the VRT to encode, once prepared
         self._raw: dict[tuple[str, int], str] = {}
         self._fds: dict[tuple[str, int], int] = {}
@@ -118,7 +121,7 @@ class CogWriter:
         self._block_files: dict[str, tuple[str, int]] = {}
         self._block_end: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_PENDING_BLOCKS)
+        self._slots = threading.BoundedSemaphore(MAX_PENDING)
         self._pending: set[Future] = set()
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="madrone-encode")
         for key, name in self._names.items():
@@ -179,6 +182,8 @@ class CogWriter:
         return self._write_vrt(key, 1)
 
     def write(self, tile: Tile, arrays: Mapping[str, np.ndarray]) -> None:
+        """Write a tile into the staging files (before returning: a resumed run trusts
+        them), then, on the writer's threads, its overview levels and its whole blocks."""
         whole = bool(self._factors) and overviews.holds_whole_blocks(
             tile, (self._grid.height, self._grid.width), self._factors[-1]
         )
@@ -186,12 +191,20 @@ class CogWriter:
         self._raise_encoding_errors()
         for key in self._names:
             self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key])
-            self._compress_completed(key, tile, arrays[key])
-            if whole and key in self._leveled:
-                levels = overviews.tile_levels(arrays[key], self._factors)
-                for factor, level in zip(self._factors, levels, strict=True):
-                    self._write_rows(key, factor, tile.row_off // factor,
-                                     tile.col_off // factor, level)  # fmt: skip
+            leveled = whole and key in self._leveled
+            # A copy: the executor may reuse the array's memory once this returns.
+            self._submit(self._finish_tile, key, tile, np.array(arrays[key]), leveled)
+
+    def _finish_tile(self, key: str, tile: Tile, values: np.ndarray, leveled: bool) -> None:
+        """On a writer thread: the tile's overview levels into their staging files (tiles
+        cover disjoint parts of every level) and each block it holds whole, compressed."""
+        if leveled:
+            levels = overviews.tile_levels(values, self._factors)
+            for factor, level in zip(self._factors, levels, strict=True):
+                self._write_rows(key, factor, tile.row_off // factor,
+                                 tile.col_off // factor, level)  # fmt: skip
+        for where, data in self._whole_blocks(key, tile, values):
+            self._store(key, (1, *where), data)
 
     def _write_rows(self, key: str, factor: int, row_off: int, col_off: int,
                     values: np.ndarray) -> None:  # fmt: skip
@@ -222,9 +235,11 @@ class CogWriter:
                     start = base + ((row - top) * block + (c0 - left)) * dtype.itemsize
                     os.pwrite(fd, np.ascontiguousarray(part[row - r0]), start)
 
-    def _compress_completed(self, key: str, tile: Tile, values: np.ndarray) -> None:
-        """Queue for compression every full-resolution block this tile holds whole (its
-        part inside the grid), padded with zeros as the staging file's blocks are."""
+    def _whole_blocks(
+        self, key: str, tile: Tile, values: np.ndarray
+    ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+        """(block row, block col) and pixels of every full-resolution block the tile holds
+        whole (its part inside the grid), padded with zeros as the staging blocks are."""
         block, height, width = COG_BLOCK, self._grid.height, self._grid.width
         rows = range(-(-tile.row_off // block), (tile.row_off + tile.height) // block + 1)
         cols = range(-(-tile.col_off // block), (tile.col_off + tile.width) // block + 1)
@@ -241,13 +256,13 @@ class CogWriter:
                     top - tile.row_off : bottom - tile.row_off,
                     left - tile.col_off : right - tile.col_off,
                 ]
-                self._submit(key, (1, block_row, block_col), data)
+                yield (block_row, block_col), data
 
-    def _submit(self, key: str, where: tuple[int, int, int], data: np.ndarray) -> None:
-        """Compress a block on the writer's threads; waits while too many are queued."""
+    def _submit(self, function: Callable[..., None], *args: object) -> None:
+        """Run ``function(*args)`` on the writer's threads; waits while too many wait."""
         self._slots.acquire()
         try:
-            future = self._pool.submit(self._compress, key, where, data)
+            future = self._pool.submit(function, *args)
         except BaseException:
             self._slots.release()
             raise
@@ -261,7 +276,8 @@ class CogWriter:
             with self._lock:
                 self._pending.discard(future)
 
-    def _compress(self, key: str, where: tuple[int, int, int], data: np.ndarray) -> None:
+    def _store(self, key: str, where: tuple[int, int, int], data: np.ndarray) -> None:
+        """Compress a block and append it to the key's blocks file."""
         payload = cogtiff.encode_block(data, self._compress_name, self._zlevel)
         with self._lock:
             offset = self._block_end[key]
@@ -295,6 +311,7 @@ class CogWriter:
         finished values with its overviews: what ``encode`` reads, the same pixels as the
         COG, so the PNG can be drawn from it while the COG is encoded."""
         if not self._sources:
+            self._wait_for_blocks()  # the tiles' levels are written on the threads
             if self._factors and not self._complete_levels:  # a tile cut the largest blocks
                 for key in self._leveled:
                     self._levels_from_raw(key)
@@ -309,7 +326,7 @@ class CogWriter:
         self._wait_for_blocks()
         factors = [1, *self._factors]
         for factor, where, data in self._missing_blocks(key, source, factors):
-            self._submit(key, (factor, *where), data)
+            self._submit(self._store, key, (factor, *where), data)
         self._wait_for_blocks()
         levels = []
         fd = self._block_files[key][1]

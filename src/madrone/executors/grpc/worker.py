@@ -1,5 +1,5 @@
 """The gRPC worker: leases tiles from a master, reads the sources itself by URI, runs
-run_tile in a process pool, streams results back; heartbeats meanwhile; reconnects with
+run_tile in threads (or a process pool), streams results back; heartbeats meanwhile; reconnects with
 backoff when the master goes away; on stop, finishes what it holds and says goodbye."""
 
 from __future__ import annotations
@@ -73,8 +73,10 @@ class Worker:
         token: str | None = None,
         ca: bytes | None = None,
         name: str | None = None,
+        pool: str = "threads",
     ) -> None:
         self.master, self.concurrency, self.token, self.ca = master, max(1, concurrency), token, ca
+        self.pool = pool
         # Compress results only across a network; on this machine it costs CPU for nothing.
         self.compress = not master.startswith(("127.", "localhost", "[::1]"))
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -96,10 +98,14 @@ class Worker:
                     backoff = min(MAX_BACKOFF, backoff * 2)
 
     def _pool(self) -> Executor:
-        """One tile at a time runs in a thread of this process (GDAL and numexpr release the
-        GIL); more run in a process pool."""
-        if self.concurrency == 1:
-            return ThreadPoolExecutor(1)
+        """Tiles run in threads of this process (GDAL, numexpr and numpy release the GIL;
+        each thread keeps its own open datasets), or in a process pool when ``pool`` is
+        ``processes`` and more than one runs at once."""
+        if self.concurrency == 1 or self.pool == "threads":
+            import numexpr
+
+            numexpr.set_num_threads(1)  # the pool's threads are the parallelism
+            return ThreadPoolExecutor(self.concurrency, thread_name_prefix="madrone-tiles")
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
         return ProcessPoolExecutor(self.concurrency, multiprocessing.get_context(method))
 
