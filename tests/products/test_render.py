@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from PIL import Image
+from rasterio.io import MemoryFile
 
 from madrone.errors import InputError, ProcessingError
+from madrone.products import render
 from madrone.products.render import (
     Style,
+    adler32_combine,
     colorize,
+    colorize_pixels,
+    encode_png,
     lookup_table,
     render_legend,
     render_png,
@@ -205,12 +213,12 @@ def test_render_png_leaves_nothing_when_the_target_is_unwritable(tmp_path):
 def test_render_png_leaves_nothing_when_writing_fails(tmp_path, monkeypatch):
     raster = write_raster(tmp_path / "ndvi.tif", gradient())
 
-    def broken_copy(src, dst, **options):
-        with open(dst, "wb") as f:
-            f.write(b"\x89PNG half")
-        raise rasterio.errors.RasterioIOError("disk full")
+    def broken_aux_xml(path, crs):
+        with open(path, "w") as f:
+            f.write("<PAMDataset>")
+        raise OSError("disk full")
 
-    monkeypatch.setattr(rasterio.shutil, "copy", broken_copy)
+    monkeypatch.setattr(render, "_write_aux_xml", broken_aux_xml)
     with pytest.raises(ProcessingError, match="disk full"):
         render_png(raster, str(tmp_path / "ndvi.png"), NDVI)
     assert sorted(os.listdir(tmp_path)) == ["ndvi.tif"]
@@ -299,3 +307,135 @@ def test_the_legend_draws_the_bar_ticks_and_text_in_place(tmp_path) -> None:
     assert rows & set(range(10, 30)), "the title above the bar"
     assert rows & set(range(62, 78)), "the tick labels"
     assert rows & set(range(82, 96)), "the label below them"
+
+
+def band_by_band_colorize(values: np.ndarray, style: Style) -> np.ndarray:
+    """``colorize`` as madrone had it before the one-pass lookup: the reference colours."""
+    lut = lookup_table(style.colormap)
+    valid = np.isfinite(values)
+    scale = np.float32(255 / (style.vmax - style.vmin))
+    position = np.where(valid, values, style.vmin).astype(np.float32) - np.float32(style.vmin)
+    position *= scale
+    index = np.clip(np.rint(position), 0, 255).astype(np.uint8)
+    rgba = np.empty((4, *values.shape), dtype=np.uint8)
+    for channel in range(4):
+        np.take(lut[:, channel], index, out=rgba[channel])
+    rgba[:, ~valid] = 0
+    return rgba
+
+
+@pytest.mark.parametrize(
+    "style", [NDVI, Style("gray", 3.0, 17.5, "DN"), Style("madrone_snow", -0.3, 1e-4, "x")]
+)
+def test_colorize_gives_the_band_by_band_colours(style: Style) -> None:
+    """Byte for byte, on random values, both sides of every rounding tie (k + 0.5 of 255),
+    the range's edges, values beyond it, NaN and infinities, in float32 and float64."""
+    span = style.vmax - style.vmin
+    spread = np.random.default_rng(7).uniform(style.vmin - span, style.vmax + span, 200_000)
+    ties = (style.vmin + (np.arange(-2, 258) + 0.5) / 255 * span).astype(np.float32)
+    around = [np.nextafter(ties, np.float32(np.inf)), ties, np.nextafter(ties, -np.inf)]
+    extremes = [np.nan, np.inf, -np.inf, style.vmin, style.vmax, 0.0, -0.0, 3e38, -3e38, 1e-45]
+    values = np.concatenate([spread.astype(np.float32), *around, np.float32(extremes)])
+    values = values.reshape(1, -1)
+    wide = values.astype(np.float64)
+    wide[0, :3] = [1e300, -1e300, -np.inf]  # beyond float32: the end colours, as before
+    with np.errstate(over="ignore"):  # the reference overflows float32 near 3e38
+        expected, expected_wide = (band_by_band_colorize(v, style) for v in (values, wide))
+    np.testing.assert_array_equal(colorize(values, style), expected)
+    np.testing.assert_array_equal(colorize(wide, style), expected_wide)
+    assert tuple(expected_wide[:, 0, 0]) == tuple(lookup_table(style.colormap)[255])
+
+
+def test_colorize_pixels_interleaves_and_writes_into_a_view() -> None:
+    values = gradient(40, 30)
+    pixels = colorize_pixels(values, NDVI)
+    assert pixels.shape == (40, 30, 4) and pixels.flags.c_contiguous
+    np.testing.assert_array_equal(pixels.transpose(2, 0, 1), colorize(values, NDVI))
+    scanlines = np.full((40, 1 + 30 * 4), 7, dtype=np.uint8)
+    colorize_pixels(values, NDVI, out=scanlines[:, 1:].reshape(40, 30, 4))
+    np.testing.assert_array_equal(scanlines[:, 1:].reshape(40, 30, 4), pixels)
+    assert (scanlines[:, 0] == 7).all()
+
+
+def test_encode_png_is_zlib_level_1_of_unfiltered_rows() -> None:
+    """The tiles' encoding, byte for byte: one IDAT of ``zlib.compress(scanlines, 1)``."""
+    pixels = colorize_pixels(gradient(256, 256), NDVI)
+    scanlines = np.zeros((256, 1 + 256 * 4), dtype=np.uint8)
+    scanlines[:, 1:] = pixels.reshape(256, -1)
+    idat = zlib.compress(scanlines.tobytes(), 1)
+    ihdr = struct.pack(">IIBBBBB", 256, 256, 8, 6, 0, 0, 0)
+    chunks = [(b"IHDR", ihdr), (b"IDAT", idat), (b"IEND", b"")]
+    expected = b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        for kind, data in chunks
+    )
+    assert encode_png(pixels) == expected
+    with Image.open(io.BytesIO(expected)) as image:
+        np.testing.assert_array_equal(np.asarray(image.convert("RGBA")), pixels)
+
+
+def test_pieces_deflated_apart_join_into_one_zlib_stream() -> None:
+    data = np.random.default_rng(3).integers(0, 4, (1000, 97), dtype=np.uint8)
+    pieces = [render._deflate(data[r : r + 300], last=r + 300 >= 1000) for r in (0, 300, 600, 900)]
+    stream = b"".join(render._zlib_stream(pieces))
+    assert zlib.decompress(stream) == data.tobytes()  # checks the adler32 too
+    assert adler32_combine(zlib.adler32(b"ab" * 9000), zlib.adler32(b"\xff" * 70000), 70000) == (
+        zlib.adler32(b"ab" * 9000 + b"\xff" * 70000)
+    )
+
+
+@pytest.mark.parametrize("max_size", [None, 600])
+def test_render_png_of_many_strips_is_colorize(tmp_path, max_size) -> None:
+    """Rasters taller than a strip are compressed in pieces: still colorize's pixels."""
+    data = np.random.default_rng(5).uniform(-1.2, 1.2, (1300, 400)).astype(np.float32)
+    data[::7, ::5] = np.nan
+    raster = write_raster(tmp_path / "ndvi.tif", data)
+    info = render_png(raster, str(tmp_path / "ndvi.png"), NDVI, max_size=max_size)
+    with rasterio.open(raster) as ds:
+        shape = (info["height"], info["width"])
+        values = ds.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+    assert shape == ((1300, 400) if max_size is None else (600, 185))
+    np.testing.assert_array_equal(read_png(tmp_path / "ndvi.png"), colorize(values, NDVI))
+
+
+def gdal_png(folder, crs, transform) -> dict[str, bytes]:
+    """The sidecars GDAL's PNG driver writes (WORLDFILE=YES) for this georeferencing."""
+    profile = {"width": 3, "height": 2, "count": 4, "dtype": "uint8", "crs": crs}
+    with MemoryFile() as memfile, memfile.open(driver="MEM", transform=transform, **profile) as mem:
+        rasterio.shutil.copy(mem, str(folder / "gdal.png"), driver="PNG", WORLDFILE="YES")
+    return {name[4:]: (folder / name).read_bytes() for name in os.listdir(folder)}
+
+
+@pytest.mark.parametrize(
+    "crs",
+    [
+        "EPSG:32633",
+        "EPSG:4326",  # latitude first: data axes swapped
+        "EPSG:3035",  # northing first
+        "+proj=laea +lat_0=52 +lon_0=10 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m",
+    ],
+)
+def test_render_png_writes_the_sidecars_gdal_writes(tmp_path, crs) -> None:
+    transform = Affine(0.000123456789, 0.0, 12.3456789, 0.0, -0.000987654321, 48.7654321)
+    raster = write_raster(tmp_path / "ndvi.tif", gradient(), transform=transform, crs=crs)
+    os.mkdir(tmp_path / "out")
+    render_png(raster, str(tmp_path / "out" / "ndvi.png"), NDVI, max_size=350)
+    os.mkdir(tmp_path / "gdal")
+    with rasterio.open(raster) as ds:  # the raster's CRS, as GeoTIFF keeps it
+        expected = gdal_png(tmp_path / "gdal", ds.crs, transform @ Affine.scale(2.0, 2.0))
+    assert sorted(expected) == [".png", ".png.aux.xml", ".wld"]
+    assert (tmp_path / "out" / "ndvi.pgw").read_bytes() == expected[".wld"]
+    assert (tmp_path / "out" / "ndvi.png.aux.xml").read_bytes() == expected[".png.aux.xml"]
+    with (
+        rasterio.open(tmp_path / "out" / "ndvi.png") as png,
+        rasterio.open(tmp_path / "gdal" / "gdal.png") as reference,
+    ):
+        assert png.crs == reference.crs and png.transform == reference.transform
+        assert png.transform.a == pytest.approx(2 * transform.a, abs=1e-10)  # ten decimals
+
+
+def test_render_png_without_a_crs_writes_no_aux_xml(tmp_path) -> None:
+    raster = write_raster(tmp_path / "ndvi.tif", gradient(), crs=None)
+    info = render_png(raster, str(tmp_path / "ndvi.png"), NDVI)
+    assert info["crs"] is None
+    assert sorted(os.listdir(tmp_path)) == ["ndvi.pgw", "ndvi.png", "ndvi.tif"]

@@ -14,10 +14,13 @@ alike and can be compared by eye (no per-scene stretching):
 
 Values outside the range take the end colours; NaN (and any non-finite value or the
 raster's own nodata value) becomes fully transparent. Colours come from a 256-entry lookup
-table, so mapping a 10980 x 10980 raster is a few vectorised numpy passes. The tables of the
-colormaps madrone picks are stored in ``data/colormaps`` (matplotlib's, checked by the tests)
-and the legend is drawn with Pillow: a product needs no matplotlib, whose import cost more
-than a small job's pixels (bench/startup.py).
+table, so mapping a 10980 x 10980 raster is one numexpr pass and one lookup of whole pixels.
+madrone encodes the PNG itself (unfiltered rows, zlib level 1, strips compressed on two
+threads into one zlib stream) and writes the world file and aux.xml GDAL's PNG driver wrote:
+at 4096² px under half the CPU time of GDAL's filtering encoder, and 27 % smaller
+(bench/png.py). The tables of the colormaps madrone picks are stored in ``data/colormaps``
+(matplotlib's, checked by the tests) and the legend is drawn with Pillow: a product needs no
+matplotlib, whose import cost more than a small job's pixels (bench/startup.py).
 
 Outputs are written under a temporary name beside the target and renamed into place only
 when complete, and are byte-identical for identical input.
@@ -30,19 +33,24 @@ import functools
 import importlib.util
 import os
 import shutil
+import struct
 import tempfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape as xml_escape
 
+import numexpr
 import numpy as np
 import rasterio
-import rasterio.shutil
 from affine import Affine
 from PIL import Image, ImageDraw, ImageFont
+from rasterio.crs import CRS, epsg_treats_as_latlong, epsg_treats_as_northingeasting
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.io import DatasetReader, MemoryFile
+from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from madrone.errors import InputError, ProcessingError
@@ -78,6 +86,10 @@ _NAME_DOMAINS: dict[str, str] = {
 }
 
 _LUT_SIZE = 256
+_PNG_THREADS = 2
+_ZLEVEL = 1  # four times faster than zlib's default 6, about 15 % larger
+_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, level 1 (zlib.compress(data, 1)'s)
+_ADLER_BASE = 65521
 _TABLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "colormaps")
 _STRIP_ROWS = 512
 
@@ -147,19 +159,67 @@ def _stored_table(name: str) -> np.ndarray:
 def colorize(values: np.ndarray, style: Style, lut: np.ndarray | None = None) -> np.ndarray:
     """Map a 2-D array of index values to band-first RGBA uint8, shape (4, rows, cols).
 
-    Values are clipped to [vmin, vmax]; non-finite values become transparent black.
+    Values are clipped to [vmin, vmax]; non-finite values become transparent black. A
+    band-first view of ``colorize_pixels``' pixel-interleaved array."""
+    return colorize_pixels(values, style, lut).transpose(2, 0, 1)
+
+
+def colorize_pixels(
+    values: np.ndarray, style: Style, lut: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``colorize`` in PNG's pixel-interleaved layout, shape (rows, cols, 4).
+
+    One numexpr pass computes each pixel's entry in the lookup table (a 257th, transparent
+    entry for non-finite values) and one ``take`` of the table as uint32 writes whole RGBA
+    pixels: a quarter of the passes of a band-by-band mapping, with the same colours.
+
+    Args:
+        values: 2-D index values (float32; other dtypes are converted).
+        style: colormap and value range.
+        lut: the colormap's (256, 4) table, else looked up.
+        out: where to write, a (rows, cols, 4) uint8 array whose last axis is contiguous
+            (a view into PNG scanlines, say); a new array when None.
     """
     lut = lookup_table(style.colormap) if lut is None else lut
-    valid = np.isfinite(values)
-    scale = np.float32((_LUT_SIZE - 1) / (style.vmax - style.vmin))
-    position = np.where(valid, values, style.vmin).astype(np.float32) - np.float32(style.vmin)
-    position *= scale
-    index = np.clip(np.rint(position), 0, _LUT_SIZE - 1).astype(np.uint8)
-    rgba = np.empty((4, *values.shape), dtype=np.uint8)
-    for channel in range(4):
-        np.take(lut[:, channel], index, out=rgba[channel])
-    rgba[:, ~valid] = 0
-    return rgba
+    table = np.zeros(_LUT_SIZE + 1, dtype=np.uint32)  # entry 256: transparent black
+    table[:_LUT_SIZE] = np.ascontiguousarray(lut, dtype=np.uint8).view(np.uint32)[:, 0]
+    if out is None:
+        out = np.empty((*values.shape, 4), dtype=np.uint8)
+    index = np.subtract(_rounded_positions(values, style).view(np.int32), _ROUNDED_ZERO,
+                        dtype=np.intp)  # fmt: skip
+    np.take(table, index, out=out.view(np.uint32)[..., 0], mode="clip")
+    return out
+
+
+# Adding 2**23 to a float32 in [0, 256] rounds it to an integer (ties to even, as np.rint)
+# held in the low bits of the sum: the sum's bits minus those of 2**23 are the index.
+_ROUNDER = np.float32(2**23)
+_ROUNDED_ZERO = np.float32(2**23).view(np.int32)
+_POSITION = "((x - vmin) * scale)"
+_INDEX_EXPRESSION = (
+    f"where(x - x == zero, where({_POSITION} < zero, zero, where({_POSITION} > top, top, "
+    f"{_POSITION})) + rounder, transparent)"
+)  # x - x is NaN for NaN and +-inf; every name is float32, so is every step
+
+
+def _rounded_positions(values: np.ndarray, style: Style) -> np.ndarray:
+    """float32 2**23 + each value's lookup table index: the position in [vmin, vmax] scaled
+    to [0, 255], computed in float32 and rounded as the band-by-band mapping did, or 256
+    for a non-finite value."""
+    if values.dtype != np.float32:
+        largest = np.finfo(np.float32).max  # beyond it the colour is an end colour anyway
+        finite = np.isfinite(values)
+        values = np.where(finite, np.clip(values, -largest, largest), np.nan).astype(np.float32)
+    names = {
+        "x": values,
+        "vmin": np.float32(style.vmin),
+        "scale": np.float32((_LUT_SIZE - 1) / (style.vmax - style.vmin)),
+        "zero": np.float32(0.0),
+        "top": np.float32(_LUT_SIZE - 1),
+        "rounder": _ROUNDER,
+        "transparent": _ROUNDER + np.float32(_LUT_SIZE),
+    }
+    return numexpr.evaluate(_INDEX_EXPRESSION, local_dict=names)
 
 
 def render_png(raster_path: str, png_path: str, style: Style, max_size: int | None = 4096) -> dict:
@@ -178,22 +238,21 @@ def render_png(raster_path: str, png_path: str, style: Style, max_size: int | No
     lut = lookup_table(style.colormap)
     staging = _make_staging_dir(png_path)
     try:
-        with rasterio.open(raster_path) as ds:
+        # GDAL decodes a tiled source's blocks on two threads
+        with rasterio.Env(GDAL_NUM_THREADS=str(_PNG_THREADS)), rasterio.open(raster_path) as ds:
             _check_north_up(ds, raster_path)
             width, height = _output_shape(ds.width, ds.height, max_size)
             transform = ds.transform @ Affine.scale(ds.width / width, ds.height / height)
             crs = ds.crs
-            profile = {"width": width, "height": height, "crs": crs, "transform": transform}
             tmp_png = os.path.join(staging, os.path.basename(png_path))
-            _write_png(ds, tmp_png, profile, style, lut)
+            _write_png(ds, tmp_png, width, height, style, lut)
         stem = os.path.splitext(png_path)[0]
-        _move_into_place(
-            [
-                (os.path.splitext(tmp_png)[0] + ".wld", stem + ".pgw"),
-                (tmp_png + ".aux.xml", png_path + ".aux.xml"),
-                (tmp_png, png_path),
-            ]
-        )
+        moves = [(tmp_png + ".pgw", stem + ".pgw")]
+        _write_world_file(moves[0][0], transform)
+        if crs:  # as GDAL, no aux.xml without a CRS
+            moves.append((tmp_png + ".aux.xml", png_path + ".aux.xml"))
+            _write_aux_xml(moves[-1][0], crs)
+        _move_into_place([*moves, (tmp_png, png_path)])
     except (OSError, RasterioError) as e:
         raise ProcessingError(f"cannot render {raster_path} to {png_path}: {e}") from e
     finally:
@@ -289,35 +348,146 @@ def _check_north_up(ds: DatasetReader, path: str) -> None:
         raise InputError(f"{path} is not a north-up raster (transform {tuple(t)[:6]})")
 
 
-def _iter_strips(ds: DatasetReader, width: int, height: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (row_off, values) strips of the output grid, reading decimated when smaller."""
+def _iter_strips(ds: DatasetReader, width: int, height: int) -> Iterator[np.ndarray]:
+    """Yield the output grid's values in strips of rows, reading decimated when smaller."""
     nodata = ds.nodata
     if (width, height) != (ds.width, ds.height):
         # One decimated read lets GDAL pick the matching overview; it is at most max_size².
+        # (Opening the overview level itself costs the same and gives the same pixels.)
         whole = ds.read(1, out_shape=(height, width), resampling=Resampling.nearest)
-        strips = ((r, whole[r : r + _STRIP_ROWS]) for r in range(0, height, _STRIP_ROWS))
+        strips = (whole[r : r + _STRIP_ROWS] for r in range(0, height, _STRIP_ROWS))
     else:
         strips = (
-            (r, ds.read(1, window=Window(0, r, width, min(_STRIP_ROWS, height - r))))
+            ds.read(1, window=Window(0, r, width, min(_STRIP_ROWS, height - r)))
             for r in range(0, height, _STRIP_ROWS)
         )
-    for row_off, values in strips:
+    for values in strips:
         if nodata is not None and not np.isnan(nodata):
             values = np.where(values == nodata, np.nan, values)
-        yield row_off, values
+        yield values
 
 
-def _write_png(ds: DatasetReader, path: str, profile: dict, style: Style, lut: np.ndarray) -> None:
-    width, height = profile["width"], profile["height"]
-    with (
-        MemoryFile() as memfile,
-        memfile.open(driver="MEM", count=4, dtype="uint8", **profile) as mem,
-    ):
-        for row_off, values in _iter_strips(ds, width, height):
-            window = Window(0, row_off, width, values.shape[0])
-            mem.write(colorize(values, style, lut), window=window)
-        # zlib level 1: four times faster than the default 6, about 15% larger
-        rasterio.shutil.copy(mem, path, driver="PNG", WORLDFILE="YES", ZLEVEL="1")
+def _write_png(
+    ds: DatasetReader, path: str, width: int, height: int, style: Style, lut: np.ndarray
+) -> None:
+    """Colour and compress the strips on two threads, each strip a piece of one zlib stream
+    (the pieces depend on the height alone, so the bytes do not depend on the threads)."""
+    strips = _iter_strips(ds, width, height)
+    with ThreadPoolExecutor(_PNG_THREADS, thread_name_prefix="madrone-png") as pool:
+        pieces = [
+            pool.submit(_png_piece, values, style, lut, row_off + values.shape[0] == height)
+            for row_off, values in zip(range(0, height, _STRIP_ROWS), strips, strict=True)
+        ]
+        stream = _zlib_stream(piece.result() for piece in pieces)
+    with open(path, "wb") as f:
+        f.writelines(_png_chunks(width, height, stream))
+
+
+def _png_piece(values: np.ndarray, style: Style, lut: np.ndarray, last: bool) -> _Piece:
+    rows, cols = values.shape
+    scanlines = _scanlines(rows, cols)
+    colorize_pixels(values, style, lut, out=scanlines[:, 1:].reshape(rows, cols, 4))
+    return _deflate(scanlines, last)
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """RGBA uint8 pixels, shape (rows, cols, 4), as an 8-bit RGBA PNG: rows unfiltered,
+    one zlib stream at level 1 (``zlib.compress(scanlines, 1)``).
+
+    Written here rather than by Pillow or GDAL, whose encoders try every row filter: on
+    index images this takes about 40 % less time and gives smaller files (the filters do not
+    help a colour-mapped image). Any PNG reader decodes it; the tests read it with Pillow."""
+    rows, cols, _ = pixels.shape
+    scanlines = _scanlines(rows, cols)
+    scanlines[:, 1:] = pixels.reshape(rows, cols * 4)
+    return b"".join(_png_chunks(cols, rows, _zlib_stream([_deflate(scanlines, last=True)])))
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Raw deflate data of some scanlines (byte-aligned), their adler32 and length."""
+
+    data: bytes
+    adler32: int
+    size: int
+
+
+def _scanlines(rows: int, cols: int) -> np.ndarray:
+    """PNG scanlines of 8-bit RGBA, each a filter byte (0: none) and its pixels to fill."""
+    scanlines = np.empty((rows, 1 + cols * 4), dtype=np.uint8)
+    scanlines[:, 0] = 0
+    return scanlines
+
+
+def _deflate(scanlines: np.ndarray, last: bool) -> _Piece:
+    """Deflate scanlines on their own: a full flush ends a piece byte-aligned with nothing
+    to refer back to, so pieces made apart join into one stream; the last one finishes it."""
+    compressor = zlib.compressobj(_ZLEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = compressor.compress(scanlines)
+    data += compressor.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
+    return _Piece(data, zlib.adler32(scanlines), scanlines.nbytes)
+
+
+def _zlib_stream(pieces: Iterable[_Piece]) -> list[bytes]:
+    """The zlib stream of pieces made in order: header, their data, adler32 of them all."""
+    stream, checksum = [_ZLIB_HEADER], 1
+    for piece in pieces:
+        stream.append(piece.data)
+        checksum = adler32_combine(checksum, piece.adler32, piece.size)
+    stream.append(struct.pack(">I", checksum))
+    return stream
+
+
+def adler32_combine(first: int, second: int, second_size: int) -> int:
+    """The adler32 of two byte strings joined, from theirs (zlib's adler32_combine)."""
+    low = ((first & 0xFFFF) + (second & 0xFFFF) - 1) % _ADLER_BASE
+    high = ((first >> 16) + (second >> 16) + second_size * ((first & 0xFFFF) - 1)) % _ADLER_BASE
+    return low | high << 16
+
+
+def _png_chunks(cols: int, rows: int, stream: list[bytes]) -> list[bytes]:
+    """A whole PNG file: signature, header, the zlib stream as one IDAT chunk, end."""
+    header = struct.pack(">IIBBBBB", cols, rows, 8, 6, 0, 0, 0)  # 8 bit RGBA, no interlace
+    idat_crc = functools.reduce(
+        lambda crc, part: zlib.crc32(part, crc), stream, zlib.crc32(b"IDAT")
+    )
+    return [
+        b"\x89PNG\r\n\x1a\n",
+        _png_chunk(b"IHDR", header),
+        struct.pack(">I", sum(map(len, stream))) + b"IDAT",
+        *stream,
+        struct.pack(">I", idat_crc),
+        _png_chunk(b"IEND", b""),
+    ]
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _write_world_file(path: str, transform: Affine) -> None:
+    """The ESRI world file GDAL writes (WORLDFILE=YES): pixel size and rotation, then the
+    centre of the upper-left pixel, ten decimals each."""
+    t = transform
+    centre_x, centre_y = t.c + 0.5 * t.a + 0.5 * t.b, t.f + 0.5 * t.d + 0.5 * t.e
+    with open(path, "w", encoding="ascii") as f:
+        f.writelines(f"{v:.10f}\n" for v in (t.a, t.d, t.b, t.e, centre_x, centre_y))
+
+
+def _write_aux_xml(path: str, crs: CRS) -> None:
+    """The PAM file GDAL's PNG driver writes beside it: the CRS as WKT1 and its axis order
+    in GDAL's traditional x, y terms."""
+    swapped = epsg_treats_as_latlong(crs) or epsg_treats_as_northingeasting(crs)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(
+            "<PAMDataset>\n"
+            f'  <SRS dataAxisToSRSAxisMapping="{"2,1" if swapped else "1,2"}">'
+            f"{xml_escape(crs.to_wkt())}</SRS>\n"
+            '  <Metadata domain="IMAGE_STRUCTURE">\n'
+            '    <MDI key="INTERLEAVE">PIXEL</MDI>\n'
+            "  </Metadata>\n"
+            "</PAMDataset>\n"
+        )
 
 
 def _make_staging_dir(target: str) -> str:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,7 +31,13 @@ from rio_tiler.io import Reader
 from madrone.catalog.models import Dataset
 from madrone.errors import InputError, NotFoundError, UnknownIndexError
 from madrone.indices import resolve_index
-from madrone.products.render import Style, colorize, lookup_table, style_for
+from madrone.products.render import (
+    Style,
+    colorize_pixels,
+    encode_png,
+    lookup_table,
+    style_for,
+)
 from madrone.storage import Storage
 from madrone.web.app import app_settings, find_dataset, require
 from madrone.web.tilecut import CutterClosed, cutter_for
@@ -57,31 +61,8 @@ def tile(dataset_id: str, z: int, x: int, y: int) -> Response:
     values = _cut_tile(dataset, central, z, x, y)
     if values is None:
         return Response(status=204)
-    return Response(
-        encode_png(colorize(values, style, _colour_table(style.colormap))), mimetype="image/png"
-    )
-
-
-def encode_png(rgba: np.ndarray) -> bytes:
-    """Band-first RGBA uint8 as an 8-bit RGBA PNG: rows unfiltered, zlib level 1.
-
-    Written here rather than by Pillow, whose encoder tries every row filter: on 256 px
-    index tiles this takes about 40 % less time and gives smaller files (the filters do not
-    help a colour-mapped image). Any PNG reader decodes it; the tests read it with Pillow."""
-    bands, rows, cols = rgba.shape
-    scanlines = np.zeros((rows, 1 + cols * bands), dtype=np.uint8)  # filter byte 0: none
-    scanlines[:, 1:] = np.moveaxis(rgba, 0, -1).reshape(rows, cols * bands)
-    header = struct.pack(">IIBBBBB", cols, rows, 8, 6, 0, 0, 0)  # 8 bit RGBA, no interlace
-    return b"".join([
-        b"\x89PNG\r\n\x1a\n",
-        _png_chunk(b"IHDR", header),
-        _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1)),
-        _png_chunk(b"IEND", b""),
-    ])  # fmt: skip
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    pixels = colorize_pixels(values, style, _colour_table(style.colormap))
+    return Response(encode_png(pixels), mimetype="image/png")
 
 
 @functools.cache
