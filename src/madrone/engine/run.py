@@ -8,7 +8,9 @@ so a local pool stops its processes.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -20,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
+
+import rasterio
 
 from madrone import __version__
 from madrone.engine.plan import Plan, TileContext
@@ -138,7 +142,12 @@ def run_plan(
     run and reaches the caller unchanged, as ``RunCancelled`` does once ``cancel`` is set.
     Either way the executor is closed and nothing is left in the output folder.
     """
-    with RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb, codec) as session:
+    _reuse_freed_memory()
+    with (
+        # GDAL's block cache is one per process, its threads included (default: 5 % of RAM).
+        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20),
+        RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb, codec) as session,
+    ):
         total = len(plan.tiles)
         pending = [tile for tile in plan.tiles if tile not in session.done]
         _check_cancel(plan, cancel)
@@ -155,6 +164,24 @@ def run_plan(
         result = session.finish()
     emit_warnings(result)
     return result
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+@functools.cache
+def _reuse_freed_memory() -> None:
+    """Keep the memory a tile's arrays free for the next tile's, rather than giving it back
+    to the kernel and faulting it in again. With glibc's default thresholds a full scene
+    took about 200,000 minor page faults; with these, about 135,000, and 0.3 s less system
+    time at the same peak memory (``/usr/bin/time -v madrone process``). Without glibc
+    (no ``mallopt``) nothing changes."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's ceiling for this threshold
+    mallopt(_M_TRIM_THRESHOLD, 2**30)
 
 
 def _check_cancel(plan: Plan, cancel: threading.Event | None) -> None:
