@@ -232,7 +232,8 @@ class LocalExecutor:
                 close_datasets()
             return
         if self.pool == "threads":
-            yield from _ThreadPool(context, tiles, self.workers, self.in_flight).results()
+            # Finished tiles wait in a queue for the writer: one per thread is enough.
+            yield from _ThreadPool(context, tiles, self.workers, self.workers).results()
             return
         prefix = f"psm_md{secrets.token_hex(4)}"  # never a default name: "m" is not hex
         pool = ProcessPoolExecutor(

@@ -32,7 +32,7 @@ from madrone.products import cogtiff, overviews
 from madrone.sources.gdal import GDAL_TYPES
 
 COG_BLOCK = 512
-MAX_PENDING = 8  # tiles (or blocks) waiting for the writer's threads: bounds their memory
+MAX_PENDING = 4  # tiles (or blocks) waiting for the writer's threads: bounds their memory
 # Lossless codecs of the COG and their levels. ZSTD level 1 encodes float32 indices about
 # twice as fast as DEFLATE level 1 and decodes a third faster, at the same size
 # (bench/codec.py); DEFLATE is read by every TIFF reader, ZSTD by GDAL >= 2.3 (README).
