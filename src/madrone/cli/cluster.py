@@ -154,7 +154,8 @@ def worker(master_address: str, concurrency: int) -> None:
     if concurrency < 1:
         raise InputError(f"--concurrency must be at least 1, got {concurrency}")
     ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
-    runner = Worker(master_address, concurrency, settings.token or None, ca, pool=settings.pool)
+    runner = Worker(master_address, concurrency, settings.token or None, ca, pool=settings.pool,
+                    gdal_cache_mb=settings.gdal_cache_mb)  # fmt: skip
     click.echo(f"madrone worker {runner.name} serving {master_address}", err=True)
     runner.run(_stop_on_signals())
 

@@ -131,7 +131,7 @@ def run_plan(
     threads: int = 1,
     zlevel: int = 1,
     png_max_size: int = 4096,
-    gdal_cache_mb: int = 64,
+    gdal_cache_mb: int = 80,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     codec: str = DEFAULT_CODEC,
@@ -144,8 +144,9 @@ def run_plan(
     """
     _reuse_freed_memory()
     with (
-        # GDAL's block cache is one per process, its threads included (default: 5 % of RAM).
-        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 2**20),
+        # GDAL's block cache is one per process, its threads included (default: 5 % of RAM);
+        # the threads of a local pool get the share each process of a process pool has.
+        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * max(1, threads) * 2**20),
         RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb, codec) as session,
     ):
         total = len(plan.tiles)
@@ -237,7 +238,7 @@ class RunSession:
         threads: int = 1,
         zlevel: int = 1,
         png_max_size: int = 4096,
-        gdal_cache_mb: int = 64,
+        gdal_cache_mb: int = 80,
         codec: str = DEFAULT_CODEC,
     ) -> None:
         self.plan, self.png_max_size = plan, png_max_size

@@ -199,7 +199,7 @@ class LocalExecutor:
         self,
         workers: int,
         tiles_in_flight: int = 2,
-        gdal_cache_mb: int = 64,
+        gdal_cache_mb: int = 80,
         *,
         in_process_pixels: int = 0,
         pool: str = "threads",

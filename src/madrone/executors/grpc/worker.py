@@ -44,7 +44,6 @@ def _planned(spec_json: str) -> Plan:
 
 def execute(spec_json: str, tile: Tile) -> TileResult:
     """What a pool process runs: plan the job once (cached), then the tile."""
-    os.environ.setdefault("GDAL_CACHEMAX", "64")
     return run_tile(TileTask(_planned(spec_json).context, tile))
 
 
@@ -74,9 +73,10 @@ class Worker:
         ca: bytes | None = None,
         name: str | None = None,
         pool: str = "threads",
+        gdal_cache_mb: int = 80,
     ) -> None:
         self.master, self.concurrency, self.token, self.ca = master, max(1, concurrency), token, ca
-        self.pool = pool
+        self.pool, self.gdal_cache_mb = pool, gdal_cache_mb
         # Compress results only across a network; on this machine it costs CPU for nothing.
         self.compress = not master.startswith(("127.", "localhost", "[::1]"))
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -85,6 +85,10 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Work until stopped; reconnect with exponential backoff when the master is away."""
+        # GDAL's block cache, read by GDAL when first used: per process, so the threads of
+        # a thread pool share the sum of their shares (a process pool inherits it per child).
+        threads = self.concurrency if self.pool == "threads" else 1
+        os.environ.setdefault("GDAL_CACHEMAX", str(self.gdal_cache_mb * threads))
         with self._pool() as pool:
             backoff = 0.5
             while not stop.is_set():
