@@ -103,7 +103,8 @@ def test_killed_master_job_is_finished_by_another(postgres_url: str, tmp_path: P
     spec = api.build_spec([str(DEMO)], ["ndvi"], tile_size=64)
     job = team.submit(spec, catalog, settings=settings, name="survivor")
     queue = JobQueue(catalog)
-    env = master_env(tmp_path, MADRONE_WORKERS="2")
+    # A process pool, so the test also sees the killed master's pool processes go.
+    env = master_env(tmp_path, MADRONE_WORKERS="2", MADRONE_POOL="processes")
     first = start_master(postgres_url, env, "doomed", tmp_path / "doomed.log")
     try:
         wait_until(lambda: queue.get(job.id).tiles_done > 5, 120, "progress on the first master")
