@@ -147,7 +147,7 @@ def run_plan(
         # GDAL's block cache is one per process, its threads included (default: 5 % of RAM);
         # the threads of a local pool get the share each process of a process pool has.
         rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * max(1, threads) * 2**20),
-        RunSession(plan, threads, zlevel, png_max_size, gdal_cache_mb, codec) as session,
+        RunSession(plan, threads, zlevel, png_max_size, codec) as session,
     ):
         total = len(plan.tiles)
         pending = [tile for tile in plan.tiles if tile not in session.done]
@@ -238,7 +238,6 @@ class RunSession:
         threads: int = 1,
         zlevel: int = 1,
         png_max_size: int = 4096,
-        gdal_cache_mb: int = 80,
         codec: str = DEFAULT_CODEC,
     ) -> None:
         self.plan, self.png_max_size = plan, png_max_size
@@ -258,7 +257,7 @@ class RunSession:
         try:
             self.writer = CogWriter(
                 plan.grid, self.staging, {**self.names, **counted}, _tags(plan), threads,
-                zlevel, gdal_cache_mb, reuse=bool(finished),
+                zlevel, reuse=bool(finished),
                 dtypes={key: "uint16" for key in counted}, codec=codec,
             )  # fmt: skip
             self.progress = ProgressLog(progress_path)

@@ -82,7 +82,6 @@ class CogWriter:
         threads: compression threads for the final encode.
         zlevel: the codec's level (1: higher levels are barely smaller on float32 indices
             and far slower, see bench/codec.py).
-        cache_mb: GDAL block cache while encoding, in MiB (bounds this process's memory).
         reuse: keep raw files already in the staging folder (resuming an interrupted run).
         dtypes: per key, ``float32`` (the default) or ``uint16`` (counts; no nodata).
         codec: ``zstd`` or ``deflate`` (lossless, with the predictor for the data type).
@@ -96,14 +95,13 @@ class CogWriter:
         tags: Mapping[str, Mapping[str, str]],
         threads: int = 1,
         zlevel: int = 1,
-        cache_mb: int = 128,
         reuse: bool = False,
         dtypes: Mapping[str, str] | None = None,
         codec: str = DEFAULT_CODEC,
     ) -> None:
         self._compress_name = check_codec(codec, zlevel)
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
-        self._threads, self._zlevel, self._cache_mb = threads, zlevel, cache_mb
+        self._threads, self._zlevel = threads, zlevel
         self._dtypes = {key: np.dtype((dtypes or {}).get(key, "float32")) for key in names}
         self._factors = overview_factors(grid.height, grid.width)
         # Float keys get their levels from the tiles (block means); counts from GDAL.

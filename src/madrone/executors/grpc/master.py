@@ -24,6 +24,7 @@ from concurrent import futures
 from dataclasses import dataclass, field
 
 import grpc
+from rasterio.env import set_gdal_config
 
 from madrone.config import Settings
 from madrone.engine.plan import Plan, plan
@@ -333,6 +334,9 @@ class MasterService(pb_grpc.MasterServicer):
         if self.active is not None or not self.queue:
             return
         job = self.jobs[self.queue.popleft()]
+        # The block cache the master reads its staging files through (the PNG, the counts'
+        # overviews); left to GDAL, 5 % of RAM.
+        set_gdal_config("GDAL_CACHEMAX", self.settings.gdal_cache_mb * 2**20)
         try:
             job.session = RunSession(
                 job.plan,
@@ -340,7 +344,6 @@ class MasterService(pb_grpc.MasterServicer):
                 zlevel=self.settings.cog_zlevel,
                 codec=self.settings.cog_codec,
                 png_max_size=self.settings.png_max_size,
-                gdal_cache_mb=self.settings.gdal_cache_mb,
             )
         except (MadroneError, OSError) as error:
             job.error = error if isinstance(error, MadroneError) else None
