@@ -192,7 +192,8 @@ class LocalExecutor:
     ``in_process_pixels`` pixels (a process pool would cost more to start than it saves; 0,
     the default, never decides by size).
 
-    At most ``workers * tiles_in_flight`` tiles are submitted ahead, which bounds memory.
+    At most ``workers * tiles_in_flight`` tiles are submitted ahead to a process pool, and a
+    thread pool's finished tiles wait at most one per thread, which bounds memory.
     """
 
     def __init__(

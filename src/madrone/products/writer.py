@@ -79,7 +79,8 @@ class CogWriter:
         staging_dir: a private folder for temporary and finished files.
         names: output name per index key (file name without extension).
         tags: per index key, GeoTIFF metadata tags (``index`` is the band description).
-        threads: compression threads for the final encode.
+        threads: the writer's threads: overview levels and block compression while tiles
+            arrive, then the remaining blocks.
         zlevel: the codec's level (1: higher levels are barely smaller on float32 indices
             and far slower, see bench/codec.py).
         reuse: keep raw files already in the staging folder (resuming an interrupted run).
@@ -190,8 +191,9 @@ class CogWriter:
         for key in self._names:
             self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key])
             leveled = whole and key in self._leveled
-            # A copy: the executor may reuse the array's memory once this returns.
-            self._submit(self._finish_tile, key, tile, np.array(arrays[key]), leveled)
+            if leveled or self._block_spans(tile):
+                # A copy: the executor may reuse the array's memory once this returns.
+                self._submit(self._finish_tile, key, tile, np.array(arrays[key]), leveled)
 
     def _finish_tile(self, key: str, tile: Tile, values: np.ndarray, leveled: bool) -> None:
         """On a writer thread: the tile's overview levels into their staging files (tiles
@@ -233,28 +235,34 @@ class CogWriter:
                     start = base + ((row - top) * block + (c0 - left)) * dtype.itemsize
                     os.pwrite(fd, np.ascontiguousarray(part[row - r0]), start)
 
+    def _block_spans(self, tile: Tile) -> list[tuple[int, int, int, int, int, int]]:
+        """(block row, block col, top, bottom, left, right) of every full-resolution block
+        the tile holds whole (its part inside the grid)."""
+        block, height, width = COG_BLOCK, self._grid.height, self._grid.width
+        spans = []
+        for block_row in range(-(-tile.row_off // block), height // block + 1):
+            top, bottom = block_row * block, min((block_row + 1) * block, height)
+            if top >= height or bottom > tile.row_off + tile.height:
+                break
+            for block_col in range(-(-tile.col_off // block), width // block + 1):
+                left, right = block_col * block, min((block_col + 1) * block, width)
+                if left >= width or right > tile.col_off + tile.width:
+                    break
+                spans.append((block_row, block_col, top, bottom, left, right))
+        return spans
+
     def _whole_blocks(
         self, key: str, tile: Tile, values: np.ndarray
     ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
         """(block row, block col) and pixels of every full-resolution block the tile holds
-        whole (its part inside the grid), padded with zeros as the staging blocks are."""
-        block, height, width = COG_BLOCK, self._grid.height, self._grid.width
-        rows = range(-(-tile.row_off // block), (tile.row_off + tile.height) // block + 1)
-        cols = range(-(-tile.col_off // block), (tile.col_off + tile.width) // block + 1)
-        for block_row in rows:
-            top, bottom = block_row * block, min((block_row + 1) * block, height)
-            if top >= height or bottom > tile.row_off + tile.height:
-                continue
-            for block_col in cols:
-                left, right = block_col * block, min((block_col + 1) * block, width)
-                if left >= width or right > tile.col_off + tile.width:
-                    continue
-                data = np.zeros((block, block), self._dtypes[key])
-                data[: bottom - top, : right - left] = values[
-                    top - tile.row_off : bottom - tile.row_off,
-                    left - tile.col_off : right - tile.col_off,
-                ]
-                yield (block_row, block_col), data
+        whole, padded with zeros as the staging blocks are."""
+        for block_row, block_col, top, bottom, left, right in self._block_spans(tile):
+            data = np.zeros((COG_BLOCK, COG_BLOCK), self._dtypes[key])
+            data[: bottom - top, : right - left] = values[
+                top - tile.row_off : bottom - tile.row_off,
+                left - tile.col_off : right - tile.col_off,
+            ]
+            yield (block_row, block_col), data
 
     def _submit(self, function: Callable[..., None], *args: object) -> None:
         """Run ``function(*args)`` on the writer's threads; waits while too many wait."""
