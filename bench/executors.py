@@ -61,7 +61,7 @@ def driver(args: argparse.Namespace) -> None:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
         ) as cluster:
             job_started = time.perf_counter()
             for spec in specs:

@@ -9,6 +9,7 @@ from pathlib import Path
 import distributed
 import pytest
 from click.testing import CliRunner
+from rasterio.env import get_gdal_config
 
 from madrone import mosaic, process
 from madrone.cli.main import cli
@@ -24,7 +25,7 @@ def cluster() -> Iterator[object]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",
     ) as local:
         yield local
 
@@ -33,15 +34,34 @@ def products(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
-def test_dask_products_equal_local_ones(data_dir: Path, tmp_path: Path, cluster) -> None:
+@pytest.mark.parametrize("direct", [True, False], ids=["from-workers", "through-scheduler"])
+def test_dask_products_equal_local_ones(
+    data_dir: Path, tmp_path: Path, cluster, direct: bool
+) -> None:
     source = str(data_dir / T29)
     process([source], ["ndvi", "ndsi"], str(tmp_path / "local"), tile_size=256, workers=2)
-    executor = DaskExecutor(cluster.scheduler_address, tiles_in_flight=3)
+    executor = DaskExecutor(cluster.scheduler_address, tiles_in_flight=3, direct=direct)
     result = process([source], ["ndvi", "ndsi"], str(tmp_path / "dask"), tile_size=256,
                      executor=executor)  # fmt: skip
     assert result.tiles == 25
     local, dask = products(tmp_path / "local"), products(tmp_path / "dask")
     assert len(local) == 12 and local == dask
+
+
+def test_workers_block_cache_is_capped_per_thread(data_dir: Path, tmp_path: Path) -> None:
+    """Left alone, GDAL gives every worker process 5 % of the machine's memory."""
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as local, distributed.Client(local) as client:  # fmt: skip
+        before = client.run(get_gdal_config, "GDAL_CACHEMAX")
+        executor = DaskExecutor(client, gdal_cache_mb=24)
+        process([str(data_dir / T29)], ["ndvi"], str(tmp_path), tile_size=256,
+                products=["cog"], executor=executor)  # fmt: skip
+        after = client.run(get_gdal_config, "GDAL_CACHEMAX")
+    (default,) = before.values()
+    assert default > 500 * 2**20  # GDAL's 5 % of this machine's memory
+    assert list(after.values()) == [2 * 24 * 2**20]
 
 
 def test_cli_dask_option(data_dir: Path, tmp_path: Path, cluster) -> None:

@@ -8,9 +8,7 @@ so a local pool stops its processes.
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
-import functools
 import hashlib
 import json
 import os
@@ -26,6 +24,7 @@ from typing import NamedTuple, Protocol
 import rasterio
 
 from madrone import __version__
+from madrone.engine.memory import reuse_freed_memory
 from madrone.engine.plan import Plan, TileContext
 from madrone.engine.progress import ProgressLog
 from madrone.engine.tile import TileResult, count_key
@@ -142,7 +141,7 @@ def run_plan(
     run and reaches the caller unchanged, as ``RunCancelled`` does once ``cancel`` is set.
     Either way the executor is closed and nothing is left in the output folder.
     """
-    _reuse_freed_memory()
+    reuse_freed_memory()
     with (
         # GDAL's block cache is one per process, its threads included (default: 5 % of RAM);
         # the threads of a local pool get the share each process of a process pool has.
@@ -165,25 +164,6 @@ def run_plan(
         result = session.finish()
     emit_warnings(result)
     return result
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-
-
-@functools.cache
-def _reuse_freed_memory() -> None:
-    """Keep the memory a tile's arrays free for the next tile's, rather than giving it back
-    to the kernel and faulting it in again. NDVI of the full synthetic scene
-    (``/usr/bin/time madrone process``): 135,000 minor page faults and 7.2 s with glibc's
-    default thresholds, 68,000 and 6.7 s with these, at 480 MiB peak against 460. Up to
-    128 MiB freed at the top of the heap stays; more goes back. Without glibc (no
-    ``mallopt``) nothing changes."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's ceiling for this threshold
-    mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
 
 
 def _check_cancel(plan: Plan, cancel: threading.Event | None) -> None:

@@ -37,6 +37,7 @@ from multiprocessing import resource_tracker, shared_memory
 import numpy as np
 import rasterio
 
+from madrone.engine.memory import reuse_freed_memory
 from madrone.engine.plan import TileContext
 from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
 from madrone.errors import InputError
@@ -62,6 +63,7 @@ def _init_worker(context: TileContext, gdal_cache_mb: int, owner: int, prefix: s
     _CONTEXT, _PREFIX = context, prefix
     os.environ["GDAL_CACHEMAX"] = str(gdal_cache_mb)
     os.environ["GDAL_NUM_THREADS"] = "1"
+    reuse_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import numexpr
 

@@ -27,6 +27,7 @@ import grpc
 from rasterio.env import set_gdal_config
 
 from madrone.config import Settings
+from madrone.engine.memory import reuse_freed_memory
 from madrone.engine.plan import Plan, plan
 from madrone.engine.run import Progress, RunCancelled, RunResult, RunSession, emit_warnings
 from madrone.engine.spec import JobSpec
@@ -528,6 +529,7 @@ def serve(
 ) -> tuple[grpc.Server, MasterService, int]:
     """Start a master on ``listen`` (host:port; port 0 picks one); return server, service
     and the bound port."""
+    reuse_freed_memory()  # before the server's threads start allocating
     service = MasterService(settings, config)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=32),

@@ -24,6 +24,7 @@ from concurrent.futures import (
 
 import grpc
 
+from madrone.engine.memory import reuse_freed_memory
 from madrone.engine.plan import Plan, plan
 from madrone.engine.spec import JobSpec
 from madrone.engine.tile import TileResult, TileTask, run_tile
@@ -89,6 +90,7 @@ class Worker:
         # a thread pool share the sum of their shares (a process pool inherits it per child).
         threads = self.concurrency if self.pool == "threads" else 1
         os.environ.setdefault("GDAL_CACHEMAX", str(self.gdal_cache_mb * threads))
+        reuse_freed_memory()
         with self._pool() as pool:
             backoff = 0.5
             while not stop.is_set():
