@@ -92,9 +92,7 @@ def make_executor(
     if dask:
         from madrone.executors.dask import DaskExecutor
 
-        return DaskExecutor(
-            dask, gdal_cache_mb=settings.gdal_cache_mb, direct=bool(settings.dask_direct)
-        )
+        return DaskExecutor(dask, gdal_cache_mb=settings.gdal_cache_mb)
     chosen = workers if workers is not None else settings.workers
     return LocalExecutor(
         settings.resolved_workers(workers), settings.tiles_in_flight, settings.gdal_cache_mb,

@@ -30,8 +30,6 @@ class Settings:
             JPEG 2000 scene's 20 m blocks serve two rows of 1024 px tiles, so the cache must
             outlast a row: NDVI + NDSI of one scene, 2 threads, took 60.6 s at 64 MiB for
             both, 49.7 s at 128 and 47.0 s at 160 (``madrone process``).
-        dask_direct: 1 to fetch tile results from the Dask workers themselves, 0 to have
-            the scheduler relay them (when only the scheduler can be reached from here).
         png_max_size: the PNG's longest side in pixels; larger products are rendered from
             the COG's overviews.
         cog_codec: the COG's lossless codec, ``zstd`` (the default: about twice as fast to
@@ -87,7 +85,6 @@ class Settings:
     pool: str = "threads"
     tiles_in_flight: int = 2
     gdal_cache_mb: int = 80
-    dask_direct: int = 1
     png_max_size: int = 4096
     cog_codec: str = "zstd"
     cog_zlevel: int = 1

@@ -13,7 +13,7 @@ from rasterio.env import get_gdal_config
 
 from madrone import mosaic, process
 from madrone.cli.main import cli
-from madrone.executors.dask import DaskExecutor
+from madrone.executors.dask import DaskExecutor, workers_reachable
 
 T29 = "L2A_T29RKH_20200219_100m"
 
@@ -34,7 +34,9 @@ def products(folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("direct", [True, False], ids=["from-workers", "through-scheduler"])
+@pytest.mark.parametrize(
+    "direct", [None, True, False], ids=["probed", "from-workers", "through-scheduler"]
+)
 def test_dask_products_equal_local_ones(
     data_dir: Path, tmp_path: Path, cluster, direct: bool
 ) -> None:
@@ -62,6 +64,19 @@ def test_workers_block_cache_is_capped_per_thread(data_dir: Path, tmp_path: Path
     (default,) = before.values()
     assert default > 500 * 2**20  # GDAL's 5 % of this machine's memory
     assert list(after.values()) == [2 * 24 * 2**20]
+
+
+def test_workers_are_reached_directly_only_when_they_answer(cluster) -> None:
+    with distributed.Client(cluster) as client:
+        assert workers_reachable(client)
+    # A worker that tells the scheduler an address where nothing listens, as one behind a
+    # gateway or a NAT would look from here.
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0", contact_address="tcp://127.0.0.1:9",
+    ) as hidden, distributed.Client(hidden) as client:  # fmt: skip
+        assert list(client.scheduler_info()["workers"]) == ["tcp://127.0.0.1:9"]
+        assert not workers_reachable(client)
 
 
 def test_cli_dask_option(data_dir: Path, tmp_path: Path, cluster) -> None:
