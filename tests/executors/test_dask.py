@@ -13,9 +13,11 @@ from rasterio.env import get_gdal_config
 
 from madrone import mosaic, process
 from madrone.cli.main import cli
-from madrone.executors.dask import DaskExecutor, workers_reachable
+from madrone.executors.dask import DaskExecutor, batches, workers_reachable
+from madrone.grid import Grid, iter_tiles
 
 T29 = "L2A_T29RKH_20200219_100m"
+CRS = "EPSG:32633"
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,17 @@ def test_workers_are_reached_directly_only_when_they_answer(cluster) -> None:
     ) as hidden, distributed.Client(hidden) as client:  # fmt: skip
         assert list(client.scheduler_info()["workers"]) == ["tcp://127.0.0.1:9"]
         assert not workers_reachable(client)
+
+
+def test_small_tiles_go_in_batches_of_neighbours() -> None:
+    small = list(iter_tiles(Grid(CRS, (10, 0, 0, 0, -10, 0), 2048, 2048), 32))
+    assert [len(batch) for batch in batches(small, threads=2)] == [512] * 8
+    assert [tile for batch in batches(small, threads=2) for tile in batch] == small
+    tiny_job = small[:10]  # still at least four tasks per thread
+    assert [len(batch) for batch in batches(tiny_job, threads=2)] == [2] * 5
+    scene = list(iter_tiles(Grid(CRS, (10, 0, 0, 0, -10, 0), 10980, 10980), 1024))
+    assert [len(batch) for batch in batches(scene, threads=2)] == [1] * 121
+    assert batches([], threads=2) == []
 
 
 def test_cli_dask_option(data_dir: Path, tmp_path: Path, cluster) -> None:
