@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pyproj import Transformer
+from rasterio.warp import transform
 
 from madrone.grid import Grid
 from madrone.sources.base import Scene
@@ -45,9 +45,7 @@ def composite_groups(scenes: Sequence[Scene], grid: Grid) -> tuple[tuple[int, ..
     first). A scene with no date is a day of its own."""
     centre_x = grid.transform[2] + grid.width * grid.res_x / 2
     centre_y = grid.transform[5] - grid.height * grid.res_y / 2
-    lon, _ = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(
-        centre_x, centre_y
-    )
+    (lon,), _ = transform(grid.crs, "EPSG:4326", [centre_x], [centre_y])
     groups: dict[object, list[int]] = {}
     for position, scene in enumerate(scenes):
         when = scene.metadata.get("datetime")
