@@ -188,10 +188,11 @@ class CogWriter:
         )
         self._complete_levels &= whole
         self._raise_encoding_errors()
+        holds_blocks = bool(self._block_spans(tile))
         for key in self._names:
             self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key])
             leveled = whole and key in self._leveled
-            if leveled or self._block_spans(tile):
+            if leveled or holds_blocks:
                 # A copy: the executor may reuse the array's memory once this returns.
                 self._submit(self._finish_tile, key, tile, np.array(arrays[key]), leveled)
 
