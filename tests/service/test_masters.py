@@ -100,7 +100,10 @@ def test_two_masters_run_twenty_requests_once_each(postgres_url: str, tmp_path: 
 def test_killed_master_job_is_finished_by_another(postgres_url: str, tmp_path: Path) -> None:
     settings = Settings(workers=1)
     catalog = Catalog(postgres_url, upgrade=True)
-    spec = api.build_spec([str(DEMO)], ["ndvi"], tile_size=64)
+    # 2500 tiles of 16 px: about 4 s on this machine's two cores, so the first master is
+    # killed mid-job (progress reaches the catalog once a second; 64 px tiles took 1 s in
+    # all and the job could end before the kill).
+    spec = api.build_spec([str(DEMO)], ["ndvi"], tile_size=16)
     job = team.submit(spec, catalog, settings=settings, name="survivor")
     queue = JobQueue(catalog)
     # A process pool, so the test also sees the killed master's pool processes go.
