@@ -451,16 +451,20 @@ def serve(port: int, no_web: bool) -> None:
         storage.close()
         catalog.dispose()
         raise
-    if served_web is not None and not catalog.is_postgres:
-        announce_first_admin(settings, catalog, served_web.url)
-    click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
-    if served_web is not None:
-        click.echo(f"web: {served_web.url} (API {served_web.url}/api, STAC {served_web.url}/stac)")
-    click.echo("submit from another terminal: madrone submit SCENE --index ndvi --name NAME")
-    click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
-    click.echo("Ctrl-C or SIGTERM stops (a running job goes back to the queue)")
-    sys.stdout.flush()
+    # From here on the web server's thread is stopped however this ends: a SIGTERM during
+    # the first admin's set-up once left it serving and the process alive.
     try:
+        if served_web is not None and not catalog.is_postgres:
+            announce_first_admin(settings, catalog, served_web.url)
+        click.echo(f"catalog: {catalog.safe_url}\nstorage: {storage.url}")
+        if served_web is not None:
+            click.echo(
+                f"web: {served_web.url} (API {served_web.url}/api, STAC {served_web.url}/stac)"
+            )
+        click.echo("submit from another terminal: madrone submit SCENE --index ndvi --name NAME")
+        click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
+        click.echo("Ctrl-C or SIGTERM stops (a running job goes back to the queue)")
+        sys.stdout.flush()
         run_master(catalog, storage, settings)
     finally:
         if served_web is not None:
