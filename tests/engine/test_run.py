@@ -301,3 +301,24 @@ def test_two_sources_mosaic_first_valid_wins(data_dir: Path, tmp_path: Path) -> 
     expected[:, 50:] = east
     expected[:, :70] = np.where(np.isnan(west[:, :70]), expected[:, :70], west[:, :70])
     assert_close_with_nan(mosaic, expected)
+
+
+def test_the_full_resolution_is_staged_only_when_something_reads_it() -> None:
+    """Tiles holding whole blocks of every level and a PNG drawn from an overview leave
+    the full resolution out of the staging files; cut blocks or a full-size PNG keep it."""
+    from types import SimpleNamespace
+
+    from madrone.engine.run import _full_resolution_read
+    from madrone.grid import Grid, iter_tiles
+
+    grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0), 2000, 1500)
+
+    def job(tile_size: int, products: tuple[str, ...]) -> SimpleNamespace:
+        return SimpleNamespace(grid=grid, tiles=list(iter_tiles(grid, tile_size)),
+                               spec=SimpleNamespace(products=products))  # fmt: skip
+
+    assert not _full_resolution_read(job(512, ("cog", "png")), 1000)  # PNG from level 2
+    assert not _full_resolution_read(job(512, ("cog",)), 4096)
+    assert _full_resolution_read(job(512, ("cog", "png")), 1001)  # may read full res
+    assert _full_resolution_read(job(512, ("cog", "png")), 0)  # full-size PNG
+    assert _full_resolution_read(job(250, ("cog",)), 4096)  # 250 cuts level 4's blocks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from madrone.errors import InputError
-from madrone.grid import Grid, iter_tiles
+from madrone.grid import Grid, Tile, iter_tiles
 from madrone.products.overviews import tile_levels
 from madrone.products.writer import CogWriter, check_codec, overview_factors
 
@@ -29,15 +30,24 @@ def scene(seed: int = 11) -> np.ndarray:
     return values
 
 
-def write_cog(folder: Path, values: np.ndarray, tile_size: int, **options) -> Path:
+def new_writer(folder: Path, **options) -> CogWriter:
     folder.mkdir(parents=True, exist_ok=True)
+    return CogWriter(GRID, str(folder), {"NDVI": "ndvi", "NDVI_count": "count"}, TAGS,
+                     dtypes={"NDVI_count": "uint16"}, **options)  # fmt: skip
+
+
+def write_tiles(writer: CogWriter, values: np.ndarray, tiles: list[Tile], written=None) -> None:
     counts = np.where(np.isnan(values), 0, 3).astype(np.uint16)
-    writer = CogWriter(GRID, str(folder), {"NDVI": "ndvi", "NDVI_count": "count"}, TAGS,
-                       dtypes={"NDVI_count": "uint16"}, **options)  # fmt: skip
-    for tile in reversed(list(iter_tiles(GRID, tile_size))):  # any order
+    for tile in tiles:
         window = np.s_[tile.row_off : tile.row_off + tile.height,
                        tile.col_off : tile.col_off + tile.width]  # fmt: skip
-        writer.write(tile, {"NDVI": values[window], "NDVI_count": counts[window]})
+        done = None if written is None else lambda tile=tile: written.append(tile)
+        writer.write(tile, {"NDVI": values[window], "NDVI_count": counts[window]}, done)
+
+
+def write_cog(folder: Path, values: np.ndarray, tile_size: int, **options) -> Path:
+    writer = new_writer(folder, **options)
+    write_tiles(writer, values, list(reversed(list(iter_tiles(GRID, tile_size)))))  # any order
     cogs = writer.finish()
     assert sorted(p.name for p in folder.iterdir()) == ["count.tif", "ndvi.tif"]  # no leftovers
     return Path(cogs["NDVI"])
@@ -101,6 +111,45 @@ def test_products_are_byte_identical_across_tile_sizes_and_codec_levels(tmp_path
         assert np.array_equal(ours, theirs, equal_nan=True)
     with rasterio.open(deflate) as dataset:
         assert dataset.compression.name == "deflate"
+
+
+def test_tiles_holding_whole_blocks_need_no_full_resolution_file(tmp_path: Path) -> None:
+    values = scene()
+    reference = write_cog(tmp_path / "kept", values, 512).read_bytes()
+    full = GRID.height * GRID.width * 4  # bytes of the full resolution
+    for tile_size in (512, 256):  # 256: each 512 px block is four tiles' parts
+        folder = tmp_path / f"not-kept-{tile_size}"
+        writer = new_writer(folder, keep_full_resolution=False)
+        write_tiles(writer, values, list(iter_tiles(GRID, tile_size)))
+        written = (folder / "ndvi.raw").stat().st_blocks * 512
+        cogs = writer.finish()
+        assert Path(cogs["NDVI"]).read_bytes() == reference, tile_size
+        if tile_size == 512:  # every block compressed straight from its tile
+            assert written < full // 4, written  # GDAL's header and its first megabyte
+        else:
+            assert written >= full, written
+    with pytest.raises(ValueError, match="cuts blocks of the overviews"):
+        write_tiles(new_writer(tmp_path / "cut", keep_full_resolution=False), values,
+                    [Tile(0, 0, 101, 101)])  # fmt: skip
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_resumed_writer_keeps_the_tiles_it_reported_written(tmp_path: Path, keep: bool) -> None:
+    values = scene()
+    reference = write_cog(tmp_path / "whole", values, 512).read_bytes()
+    tiles = list(iter_tiles(GRID, 512))  # each holds whole blocks, compressed at once
+    first, written = new_writer(tmp_path / "job", keep_full_resolution=keep), []
+    write_tiles(first, values, tiles[:4], written)
+    deadline = time.monotonic() + 30
+    while len(written) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(written) == set(tiles[:4]) and len(written) == 4
+    with open(tmp_path / "job" / "ndvi.blocks.index", "ab") as index:
+        index.write(b"\1\0\0")  # a record cut short by a crash
+    # The first writer is left as a killed process leaves it: nothing finished or removed.
+    second = new_writer(tmp_path / "job", keep_full_resolution=keep, reuse=True)
+    write_tiles(second, values, tiles[4:])
+    assert Path(second.finish()["NDVI"]).read_bytes() == reference
 
 
 def test_counts_get_overviews_too(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -71,18 +72,26 @@ def _window(w: dict) -> WindowStats:
 
 
 class ProgressLog:
-    """Append-only log of finished tiles, one JSON line each."""
+    """Append-only log of finished tiles, one JSON line each; lines may be written from
+    any thread."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._handle = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = threading.Lock()
 
-    def append(self, result: TileResult) -> None:
+    @staticmethod
+    def line(result: TileResult) -> str:
+        """The log line of a finished tile."""
         tile = result.tile
         line = {"tile": [tile.row_off, tile.col_off, tile.height, tile.width]}
         line["meta"] = meta_to_json(result)
-        self._handle.write(json.dumps(line) + "\n")
-        self._handle.flush()  # survives the process being killed (not a power cut)
+        return json.dumps(line) + "\n"
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()  # survives the process being killed (not a power cut)
 
     def close(self) -> None:
         self._handle.close()

@@ -35,6 +35,7 @@ from madrone.errors import (
     UnknownDateWarning,
 )
 from madrone.grid import Tile
+from madrone.products.overviews import holds_whole_blocks
 from madrone.products.render import render_legend, render_png, style_for
 from madrone.products.stac import build_item, to_datetime, write_json
 from madrone.products.stats import (
@@ -44,7 +45,7 @@ from madrone.products.stats import (
     histogram_edges,
     merge_partials,
 )
-from madrone.products.writer import DEFAULT_CODEC, CogWriter
+from madrone.products.writer import DEFAULT_CODEC, CogWriter, overview_factors
 from madrone.sources.reflectance import ReflectanceCounts
 
 Progress = Callable[[int, int], None]
@@ -239,6 +240,7 @@ class RunSession:
                 plan.grid, self.staging, {**self.names, **counted}, _tags(plan), threads,
                 zlevel, reuse=bool(finished),
                 dtypes={key: "uint16" for key in counted}, codec=codec,
+                keep_full_resolution=_full_resolution_read(plan, png_max_size),
             )  # fmt: skip
             self.progress = ProgressLog(progress_path)
         except BaseException:
@@ -256,11 +258,14 @@ class RunSession:
         self.abort()
 
     def add(self, result: TileResult) -> None:
-        """Write one tile's values and merge its counts and statistics (once per tile)."""
-        self.writer.write(result.tile, result.arrays)
-        if result.tile not in self.done:
-            self.progress.append(result)
-            self._merge(result.tile, result.counts, result.stats, result.contributions)
+        """Write one tile's values and merge its counts and statistics (once per tile); the
+        tile is logged as finished once the writer has it in its files."""
+        if result.tile in self.done:
+            self.writer.write(result.tile, result.arrays)
+            return
+        line, log = ProgressLog.line(result), self.progress
+        self.writer.write(result.tile, result.arrays, lambda: log.write(line))
+        self._merge(result.tile, result.counts, result.stats, result.contributions)
 
     def _merge(self, tile: Tile, counts: dict, stats: dict, used: dict[str, int]) -> None:
         self.done.add(tile)
@@ -320,13 +325,28 @@ class RunSession:
 
     def abort(self) -> None:
         """Remove the staging folder and everything in it (idempotent)."""
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.abort()  # first: its threads log the tiles they finish
         progress = getattr(self, "progress", None)
         if progress is not None:
             progress.close()
-        writer = getattr(self, "writer", None)
-        if writer is not None:
-            writer.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _full_resolution_read(plan: Plan, png_max_size: int | None) -> bool:
+    """Whether the writer must keep the full resolution in its staging file: when a tile
+    cuts the blocks of the largest overview (the levels are then made from it) or when the
+    PNG may read it (a PNG less than half the grid's size is read from an overview)."""
+    grid = plan.grid
+    factors = overview_factors(grid.height, grid.width)
+    if factors and not all(
+        holds_whole_blocks(tile, (grid.height, grid.width), factors[-1]) for tile in plan.tiles
+    ):
+        return True
+    if "png" not in plan.spec.products:
+        return False
+    return not png_max_size or max(grid.height, grid.width) < 2 * png_max_size
 
 
 def _job_key(plan: Plan) -> str:

@@ -1,11 +1,15 @@
 """Streaming tile writer: tiles arrive in any order, one COG per index comes out.
 
-Tiles go into an uncompressed staging GeoTIFF (positioned writes of whole blocks: no
-read-modify-write). Then, on the writer's threads while the executor computes the next
-tiles, each tile's overview levels are made while it is in memory (``overviews``) and
-written to their own staging files, and every COG block the tile holds whole is compressed
-and appended to a blocks file. ``finish`` compresses what is left (blocks cut by tiles, the
-overviews) and lays the blocks out as a COG (``cogtiff``). A block's bytes depend only on its
+On the writer's threads, while the executor computes the next tiles, each tile's overview
+levels are made while it is in memory (``overviews``) and written to their own uncompressed
+staging GeoTIFFs (positioned writes of whole blocks: no read-modify-write), and every COG
+block the tile holds whole, at any level, is compressed and appended to a blocks file (with
+a record of where it is, so a resumed run keeps it). Parts of blocks go into a
+full-resolution staging GeoTIFF; whole blocks too unless ``keep_full_resolution`` is off
+(every tile holds whole blocks of every level and nothing reads the full resolution back):
+on a full scene that spared writing 484 MB the blocks file holds anyway. ``finish``
+compresses what is left (blocks cut by tiles, the levels' blocks that span tiles) and lays
+the blocks out as a COG (``cogtiff``). A block's bytes depend only on its
 pixels, so the COG is the same bytes in whatever order, by whatever executor and tile size
 its tiles came. At most ``MAX_PENDING`` tiles wait for a thread, so memory stays O(tile),
 never O(scene).
@@ -14,6 +18,7 @@ never O(scene).
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +37,9 @@ from madrone.products import cogtiff, overviews
 from madrone.sources.gdal import GDAL_TYPES
 
 COG_BLOCK = 512
+# A compressed block's record in its key's index file: factor, block row, block col, offset
+# in the blocks file, size.
+_RECORD = struct.Struct("<IIIQQ")
 MAX_PENDING = 4  # tiles (or blocks) waiting for the writer's threads: bounds their memory
 # Lossless codecs of the COG and their levels. ZSTD level 1 encodes float32 indices about
 # twice as fast as DEFLATE level 1 and decodes a third faster, at the same size
@@ -83,9 +91,15 @@ class CogWriter:
             arrive, then the remaining blocks.
         zlevel: the codec's level (1: higher levels are barely smaller on float32 indices
             and far slower, see bench/codec.py).
-        reuse: keep raw files already in the staging folder (resuming an interrupted run).
+        reuse: keep the staging and blocks files already in the staging folder (resuming an
+            interrupted run, whose finished tiles the ``written`` callbacks told).
         dtypes: per key, ``float32`` (the default) or ``uint16`` (counts; no nodata).
         codec: ``zstd`` or ``deflate`` (lossless, with the predictor for the data type).
+        keep_full_resolution: also write the float keys' whole blocks to the full-resolution
+            staging file. Off only when every tile holds whole blocks of the largest overview
+            factor (or reaches the grid's edge) and nothing reads the full resolution of
+            ``prepare``'s sources; the counts' staging file is always whole (GDAL makes
+            their overviews from it).
     """
 
     def __init__(
@@ -99,6 +113,7 @@ class CogWriter:
         reuse: bool = False,
         dtypes: Mapping[str, str] | None = None,
         codec: str = DEFAULT_CODEC,
+        keep_full_resolution: bool = True,
     ) -> None:
         self._compress_name = check_codec(codec, zlevel)
         self._grid, self._dir, self._names, self._tags = grid, staging_dir, dict(names), tags
@@ -107,17 +122,19 @@ class CogWriter:
         self._factors = overview_factors(grid.height, grid.width)
         # Float keys get their levels from the tiles (block means); counts from GDAL.
         self._leveled = [key for key in names if self._dtypes[key].kind == "f"]
-        # Every tile so far held whole blocks of every level. A resumed run makes its levels
-        # from the full resolution: the levels of its last tiles may not have been written.
-        self._complete_levels = not reuse
+        # Every tile so far held whole blocks of every level. (A resumed run's finished tiles
+        # wrote their levels before they were reported written.)
+        self._complete_levels = True
+        self._keep_full = keep_full_resolution
         self._sources: dict[str, str] = {}  # key -> the VRT to encode, once prepared
         self._raw: dict[tuple[str, int], str] = {}
         self._fds: dict[tuple[str, int], int] = {}
         self._offsets: dict[tuple[str, int], np.ndarray] = {}
         # Compressed blocks: per key a file they are appended to, and where each one is,
-        # by (factor, block row, block col). A resumed run compresses again from the raw.
+        # by (factor, block row, block col), also recorded in an index file beside it.
         self._blocks: dict[str, dict[tuple[int, int, int], tuple[int, int]]] = {}
         self._block_files: dict[str, tuple[str, int]] = {}
+        self._index_files: dict[str, tuple[str, int]] = {}
         self._block_end: dict[str, int] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(MAX_PENDING)
@@ -127,9 +144,7 @@ class CogWriter:
             self._open_raw(key, 1, f"{name}.raw", reuse)
             for factor in self._factors if key in self._leveled else ():
                 self._open_raw(key, factor, f"{name}.ov{factor}.raw", reuse)
-            path = os.path.join(self._dir, f"{name}.blocks")
-            self._block_files[key] = (path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC))
-            self._blocks[key], self._block_end[key] = {}, 0
+            self._open_blocks(key, os.path.join(self._dir, f"{name}.blocks"), reuse)
 
     def _open_raw(self, key: str, factor: int, filename: str, reuse: bool) -> None:
         """An uncompressed GeoTIFF in 512 px blocks, laid out in full when created, that
@@ -153,6 +168,21 @@ class CogWriter:
         self._offsets[key, factor] = offsets
         self._fds[key, factor] = os.open(path, os.O_RDWR)
         self._raw[key, factor] = path
+
+    def _open_blocks(self, key: str, path: str, reuse: bool) -> None:
+        """Open (or, resuming, reopen) a key's blocks file and its index; a record cut
+        short by a crash is left out, and later records of a block win."""
+        keep = os.O_RDWR | os.O_CREAT | (0 if reuse else os.O_TRUNC)
+        fd = os.open(path, keep)
+        index = os.open(f"{path}.index", keep | os.O_APPEND)
+        self._block_files[key], self._index_files[key] = (path, fd), (f"{path}.index", index)
+        self._blocks[key], self._block_end[key] = {}, os.fstat(fd).st_size
+        if reuse:
+            records = os.pread(index, os.fstat(index).st_size, 0)
+            whole = len(records) - len(records) % _RECORD.size
+            for factor, row, col, offset, size in _RECORD.iter_unpack(records[:whole]):
+                if offset + size <= self._block_end[key]:
+                    self._blocks[key][factor, row, col] = (offset, size)
 
     @staticmethod
     def _block_offsets(path: str, rows: int, cols: int) -> np.ndarray | None:
@@ -180,38 +210,65 @@ class CogWriter:
         """A GDAL-readable view of the raw data written so far (a VRT)."""
         return self._write_vrt(key, 1)
 
-    def write(self, tile: Tile, arrays: Mapping[str, np.ndarray]) -> None:
-        """Write a tile into the staging files (before returning: a resumed run trusts
-        them), then, on the writer's threads, its overview levels and its whole blocks."""
+    def write(
+        self, tile: Tile, arrays: Mapping[str, np.ndarray],
+        written: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
+        """Write a tile's parts of blocks into the staging files, then, on the writer's
+        threads, its overview levels and its whole blocks. ``written()`` is called once all
+        of it is in the files (on a writer thread, or before this returns): a resumed run
+        trusts what was written by then."""
         whole = bool(self._factors) and overviews.holds_whole_blocks(
             tile, (self._grid.height, self._grid.width), self._factors[-1]
         )
         self._complete_levels &= whole
+        if self._factors and not (whole or self._keep_full):  # its levels need the full res
+            raise ValueError(f"tile {tile.key} cuts blocks of the overviews")
         self._raise_encoding_errors()
-        holds_blocks = bool(self._block_spans(tile))
+        holds_blocks = bool(self._block_spans(tile, 1))
+        tasks = []
         for key in self._names:
-            self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key])
             leveled = whole and key in self._leveled
+            skip_whole = holds_blocks and not self._keep_full and key in self._leveled
+            self._write_rows(key, 1, tile.row_off, tile.col_off, arrays[key], skip_whole)
             if leveled or holds_blocks:
                 # A copy: the executor may reuse the array's memory once this returns.
-                self._submit(self._finish_tile, key, tile, np.array(arrays[key]), leveled)
+                tasks.append((key, np.array(arrays[key]), leveled))
+        if not tasks:
+            if written is not None:
+                written()
+            return
+        left = [len(tasks)]
+        for key, values, leveled in tasks:
+            self._submit(self._finish_tile, key, tile, values, leveled, written, left)
 
-    def _finish_tile(self, key: str, tile: Tile, values: np.ndarray, leveled: bool) -> None:
+    def _finish_tile(
+        self, key: str, tile: Tile, values: np.ndarray, leveled: bool,
+        written: Callable[[], None] | None, left: list[int],
+    ) -> None:  # fmt: skip
         """On a writer thread: the tile's overview levels into their staging files (tiles
-        cover disjoint parts of every level) and each block it holds whole, compressed."""
+        cover disjoint parts of every level) and each block it holds whole at any level,
+        compressed; then, once the tile's last key is done, ``written()``."""
+        for where, data in self._whole_blocks(key, tile, 1, values):
+            self._store(key, (1, *where), data)
         if leveled:
             levels = overviews.tile_levels(values, self._factors)
             for factor, level in zip(self._factors, levels, strict=True):
                 self._write_rows(key, factor, tile.row_off // factor,
                                  tile.col_off // factor, level)  # fmt: skip
-        for where, data in self._whole_blocks(key, tile, values):
-            self._store(key, (1, *where), data)
+                for where, data in self._whole_blocks(key, tile, factor, level):
+                    self._store(key, (factor, *where), data)
+        with self._lock:
+            left[0] -= 1
+            last = not left[0]
+        if last and written is not None:
+            written()
 
     def _write_rows(self, key: str, factor: int, row_off: int, col_off: int,
-                    values: np.ndarray) -> None:  # fmt: skip
+                    values: np.ndarray, skip_whole: bool = False) -> None:  # fmt: skip
         # Positioned writes into the blocks: one per block the values cover (a 1024 px tile
-        # is four), one per row of a block they cover in part. Nothing of the scene stays
-        # mapped in this process.
+        # is four; none with ``skip_whole``), one per row of a block they cover in part.
+        # Nothing of the scene stays mapped in this process.
         block, dtype = COG_BLOCK, self._dtypes[key].newbyteorder("<")
         values = np.ascontiguousarray(values, dtype=dtype)
         rows, cols = values.shape
@@ -227,6 +284,8 @@ class CogWriter:
                 base = int(offsets[block_row, block_col])
                 whole = (r0, r1, c0, c1) == (top, min(top + block, height), left,
                                              min(left + block, width))  # fmt: skip
+                if whole and skip_whole:
+                    continue
                 if whole:  # padded past the raster's edge, as GDAL's blocks are
                     data = np.zeros((block, block), dtype)
                     data[: r1 - r0, : c1 - c0] = part
@@ -236,32 +295,38 @@ class CogWriter:
                     start = base + ((row - top) * block + (c0 - left)) * dtype.itemsize
                     os.pwrite(fd, np.ascontiguousarray(part[row - r0]), start)
 
-    def _block_spans(self, tile: Tile) -> list[tuple[int, int, int, int, int, int]]:
-        """(block row, block col, top, bottom, left, right) of every full-resolution block
-        the tile holds whole (its part inside the grid)."""
-        block, height, width = COG_BLOCK, self._grid.height, self._grid.width
+    def _block_spans(self, tile: Tile, factor: int) -> list[tuple[int, int, int, int, int, int]]:
+        """(block row, block col, top, bottom, left, right) of every block of the level of
+        ``factor`` (1: the full resolution) the tile holds whole (its part inside the
+        grid), in that level's pixels. Above 1, only for a tile that holds whole blocks of
+        the largest factor, whose levels are the grid's own over its footprint."""
+        block = COG_BLOCK
+        height, width = overviews.level_shape(self._grid.height, self._grid.width, factor)
+        row_off, col_off = tile.row_off // factor, tile.col_off // factor
+        rows, cols = -(-tile.height // factor), -(-tile.width // factor)
         spans = []
-        for block_row in range(-(-tile.row_off // block), height // block + 1):
+        for block_row in range(-(-row_off // block), height // block + 1):
             top, bottom = block_row * block, min((block_row + 1) * block, height)
-            if top >= height or bottom > tile.row_off + tile.height:
+            if top >= height or bottom > row_off + rows:
                 break
-            for block_col in range(-(-tile.col_off // block), width // block + 1):
+            for block_col in range(-(-col_off // block), width // block + 1):
                 left, right = block_col * block, min((block_col + 1) * block, width)
-                if left >= width or right > tile.col_off + tile.width:
+                if left >= width or right > col_off + cols:
                     break
                 spans.append((block_row, block_col, top, bottom, left, right))
         return spans
 
     def _whole_blocks(
-        self, key: str, tile: Tile, values: np.ndarray
+        self, key: str, tile: Tile, factor: int, values: np.ndarray
     ) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
-        """(block row, block col) and pixels of every full-resolution block the tile holds
-        whole, padded with zeros as the staging blocks are."""
-        for block_row, block_col, top, bottom, left, right in self._block_spans(tile):
+        """(block row, block col) and pixels of every block of a level (``values``: the
+        tile's part of it) that the tile holds whole, padded with zeros as the staging
+        blocks are."""
+        row_off, col_off = tile.row_off // factor, tile.col_off // factor
+        for block_row, block_col, top, bottom, left, right in self._block_spans(tile, factor):
             data = np.zeros((COG_BLOCK, COG_BLOCK), self._dtypes[key])
             data[: bottom - top, : right - left] = values[
-                top - tile.row_off : bottom - tile.row_off,
-                left - tile.col_off : right - tile.col_off,
+                top - row_off : bottom - row_off, left - col_off : right - col_off
             ]
             yield (block_row, block_col), data
 
@@ -284,7 +349,7 @@ class CogWriter:
                 self._pending.discard(future)
 
     def _store(self, key: str, where: tuple[int, int, int], data: np.ndarray) -> None:
-        """Compress a block and append it to the key's blocks file."""
+        """Compress a block, append it to the key's blocks file, then record where it is."""
         payload = cogtiff.encode_block(data, self._compress_name, self._zlevel)
         with self._lock:
             offset = self._block_end[key]
@@ -292,6 +357,7 @@ class CogWriter:
         os.pwrite(self._block_files[key][1], payload, offset)
         with self._lock:
             self._blocks[key][where] = (offset, len(payload))
+            os.write(self._index_files[key][1], _RECORD.pack(*where, offset, len(payload)))
 
     def _raise_encoding_errors(self) -> None:
         """Re-raise, in the caller's thread, the error of a block that failed to compress."""
@@ -320,7 +386,7 @@ class CogWriter:
         if not self._sources:
             self._wait_for_blocks()  # the tiles' levels are written on the threads
             if self._factors and not self._complete_levels:  # a tile cut the largest blocks
-                for key in self._leveled:
+                for key in self._leveled:  # (write refused such a tile without the full res)
                     self._levels_from_raw(key)
             self._close_files()
             self._sources = {key: self._source_with_overviews(key) for key in self._names}
@@ -442,10 +508,10 @@ class CogWriter:
             future.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._close_files()
-        for path, fd in self._block_files.values():
+        for path, fd in [*self._block_files.values(), *self._index_files.values()]:
             os.close(fd)
             os.remove(path)
-        self._block_files = {}
+        self._block_files, self._index_files = {}, {}
         self._sources = {}
         for path in self._raw.values():
             for leftover in (path, f"{path}.aux.xml", f"{path}.vrt", f"{path}.vrt.ovr"):
