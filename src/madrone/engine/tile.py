@@ -32,7 +32,7 @@ from madrone.products.stats import (
     histogram_edges,
     window_partials,
 )
-from madrone.sources.gdal import GDAL_TYPES, gdal_env
+from madrone.sources.gdal import GDAL_TYPES, gdal_env, is_virtual
 from madrone.sources.reflectance import ReflectanceCounts
 
 
@@ -57,20 +57,35 @@ class TileTask:
 
 class _OpenDatasets(threading.local):
     """The datasets one thread opened: a GDAL dataset must not be read by two threads at
-    once, so each thread of a threaded pool has its own."""
+    once, so each thread of a threaded pool has its own. ``context``: the job they were
+    opened for last."""
 
     def __init__(self) -> None:
         self.plain: dict[str, rasterio.DatasetReader] = {}
         self.warped: dict[tuple, WarpedVRT] = {}
+        self.context: TileContext | None = None
 
 
 _OPEN = _OpenDatasets()
+# A thread that moves on to another job closes what it holds if it holds more than this: a
+# worker serving job after job keeps neither their files nor their memory open for ever.
+KEEP_OPEN = 32
 
 
 def run_tile(task: TileTask) -> TileResult:
     """Compute every index of the context over one tile; NaN wherever no scene is valid."""
-    with gdal_env():
+    if _OPEN.context is not task.context:
+        if _OPEN.context != task.context and len(_OPEN.plain) + len(_OPEN.warped) > KEEP_OPEN:
+            close_datasets()
+        _OPEN.context = task.context
+    with gdal_env(virtual=_reads_virtual(task.context)):
         return _run_tile(task.context, task.tile)
+
+
+def _reads_virtual(context: TileContext) -> bool:
+    return any(
+        is_virtual(read.ref.uri) for scene in context.scenes for read in scene.bands.values()
+    )
 
 
 def _run_tile(context: TileContext, tile: Tile) -> TileResult:

@@ -6,14 +6,18 @@ import rasterio
 
 # Do not list "directories" of remote files on open (a listing is dozens of requests); still
 # probe side-car files one by one ("TRUE", not "EMPTY_DIR"), since some real catalogs keep the
-# georeferencing in a .aux.xml. Retry transient HTTP errors; cache recently read ranges.
+# georeferencing in a .aux.xml. Retry transient HTTP errors.
 GDAL_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "TRUE",
     "GDAL_HTTP_MAX_RETRY": "3",
     "GDAL_HTTP_RETRY_DELAY": "1",
     "GDAL_HTTP_MULTIRANGE": "YES",
-    "VSI_CACHE": "TRUE",
 }
+# Files GDAL reads through a virtual file system (HTTP, object stores, archives) also keep
+# their recently read ranges, per open file (VSI_CACHE: up to 25 MB each). A local file has
+# the OS's page cache: there the cache only held memory, 95 MiB for a scene's four bands
+# kept open by a worker.
+VSI_OPTIONS = {"VSI_CACHE": "TRUE"}
 
 # numpy dtype name -> GDAL data type name, as VRT XML spells it.
 GDAL_TYPES = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -37,6 +41,13 @@ def gdal_path(path: str) -> str:
     return path
 
 
-def gdal_env() -> rasterio.Env:
-    """The GDAL environment for opening and reading sources."""
-    return rasterio.Env(**GDAL_OPTIONS)
+def is_virtual(uri: str) -> bool:
+    """Whether GDAL reads ``uri`` (a GDAL path) through a virtual file system other than
+    memory: HTTP, an object store, an archive."""
+    return uri.startswith("/vsi") and not uri.startswith("/vsimem/")
+
+
+def gdal_env(virtual: bool = True) -> rasterio.Env:
+    """The GDAL environment for opening and reading sources; ``virtual=False`` when every
+    file opened under it is a plain local file (no range cache)."""
+    return rasterio.Env(**GDAL_OPTIONS, **(VSI_OPTIONS if virtual else {}))
