@@ -4,8 +4,10 @@
 
 Rows: one full scene's NDVI (COG only); the original project's headline job, two scenes with
 NDVI and NDSI and all products (here the GeoTIFF and the JPEG 2000 copy of the synthetic
-scene: it took over 35 minutes on the original system); and scheduler overhead, as tiles
-per second on a small scene cut into 32 px tiles. Each cell is one measured command that
+scene: it took over 35 minutes on the original system), with two single-threaded workers and
+again with one worker of two threads (how a worker is deployed on a machine of its own: one
+process, a thread per core); and scheduler overhead, as tiles per second on a small scene
+cut into 32 px tiles. Each cell is one measured command that
 starts its own cluster (master + workers, or a Dask LocalCluster), runs the jobs and stops
 it, so start-up is included; the job time alone is printed too.
 """
@@ -55,7 +57,7 @@ def driver(args: argparse.Namespace) -> None:
     if args.executor == "local":
         job_started = time.perf_counter()
         for spec in specs:
-            tiles += run(spec, workers=args.workers).tiles
+            tiles += run(spec, workers=args.workers * args.threads).tiles
     elif args.executor == "dask":
         from distributed import LocalCluster
 
@@ -63,7 +65,7 @@ def driver(args: argparse.Namespace) -> None:
 
         with LocalCluster(
             n_workers=args.workers,
-            threads_per_worker=1,
+            threads_per_worker=args.threads,
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
@@ -89,7 +91,9 @@ def driver(args: argparse.Namespace) -> None:
         master.stderr.readline()
         workers = [
             subprocess.Popen(
-                [*command, "worker", "--master", address], env=env, stderr=subprocess.DEVNULL
+                [*command, "worker", "--master", address, "--concurrency", str(args.threads)],
+                env=env,
+                stderr=subprocess.DEVNULL,
             )
             for _ in range(args.workers)
         ]
@@ -131,7 +135,7 @@ def measure(executor: str, sources: list[str], extra: list[str], workers: int) -
             out,
             "--workers",
             str(workers),
-            *extra,
+            *extra,  # a later --workers wins
             *sources,
         ]
         measured = run_measured(argv)
@@ -155,6 +159,7 @@ def main() -> None:
     job.add_argument("--executor", choices=EXECUTORS, required=True)
     job.add_argument("--out", required=True)
     job.add_argument("--workers", type=int, default=2)
+    job.add_argument("--threads", type=int, default=1, help="per worker (local: in all)")
     job.add_argument("--indices", default="ndvi")
     job.add_argument("--products", default="cog")
     job.add_argument("--tile-size", type=int)
@@ -184,13 +189,17 @@ def main() -> None:
                 check=True,
             )
     scene = data / str(args.size)
+    headline = [str(scene / "gtiff"), str(scene / "jp2")]
+    everything = ["--indices", "ndvi,ndsi", "--products", "cog,png,legend,json"]
+    one_worker = ["--workers", "1", "--threads", str(args.workers)]
     cases = [
         ("started, idle (each process's floor)", [str(scene / "gtiff")], ["--idle"]),
         ("one scene, NDVI, COG", [str(scene / "gtiff")], []),
+        ("two scenes, NDVI + NDSI, all products", headline, everything),
         (
-            "two scenes, NDVI + NDSI, all products",
-            [str(scene / "gtiff"), str(scene / "jp2")],
-            ["--indices", "ndvi,ndsi", "--products", "cog,png,legend,json"],
+            f"the same, one worker of {args.workers} threads",
+            headline,
+            [*everything, *one_worker],
         ),
         (
             f"{args.tiny_size} px scene in 32 px tiles",
