@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from madrone.errors import InputError
 from madrone.grid import Grid, Tile, iter_tiles
+from madrone.products import cogtiff
 from madrone.products.overviews import tile_levels
 from madrone.products.writer import CogWriter, check_codec, overview_factors
 
@@ -180,3 +182,27 @@ def test_unknown_codecs_and_levels_name_the_setting(codec: str, level: int, mess
 
 def test_codec_names_are_case_blind() -> None:
     assert check_codec("ZSTD", 9) == "ZSTD" and check_codec("Deflate", 1) == "DEFLATE"
+
+
+def test_a_short_write_is_finished_or_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the OS takes only part of (a full disk) is finished, or raises: never half a
+    block recorded as whole."""
+    calls = []
+    real = os.pwrite
+
+    def short(fd, data, offset):  # the OS takes at most 3 bytes at a time
+        calls.append(offset)
+        return real(fd, bytes(memoryview(data)[:3]), offset)
+
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    monkeypatch.setattr(os, "pwrite", short)
+    cogtiff.write_all(fd, np.arange(4, dtype="<u2"), 5)
+    assert calls == [5, 8, 11]
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: 0)  # the disk is full
+    with pytest.raises(OSError, match="writing 1 bytes at offset 20"):
+        cogtiff.write_all(fd, b"x", 20)
+    os.close(fd)
+    assert path.read_bytes() == b"\0" * 5 + np.arange(4, dtype="<u2").tobytes()

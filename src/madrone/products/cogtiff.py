@@ -165,10 +165,10 @@ def write_cog(
             for (source, offset, size), at in zip(
                 levels[index].blocks, block_offsets[index], strict=True
             ):
-                os.pwrite(target, struct.pack("<I", size), at - _LEADER)
+                write_all(target, struct.pack("<I", size), at - _LEADER)
                 _copy(source, offset, size, target, at)
                 last = os.pread(source, min(size, _TRAILER), offset + size - min(size, _TRAILER))
-                os.pwrite(target, last.rjust(_TRAILER, b"\0"), at + size)
+                write_all(target, last.rjust(_TRAILER, b"\0"), at + size)
 
 
 def _header(big: bool, first_ifd: int) -> bytes:
@@ -250,6 +250,18 @@ def _ifd_bytes(fields: dict[int, Field], at: int, following: int, big: bool) -> 
             extra += len(padded)
     head.append(struct.pack("<Q" if big else "<I", following))
     return b"".join(head + tail)
+
+
+def write_all(fd: int, data: bytes | np.ndarray, offset: int) -> None:
+    """Write all of ``data`` at ``offset``: a short write (a full disk) is retried, and an
+    error raised, rather than leaving part of a block on disk as if it were whole."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        n = os.pwrite(fd, view[done:], offset + done)
+        if n <= 0:
+            raise OSError(f"writing {len(view) - done} bytes at offset {offset + done}")
+        done += n
 
 
 def _copy(source: int, offset: int, size: int, target: int, at: int) -> None:

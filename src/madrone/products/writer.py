@@ -289,11 +289,11 @@ class CogWriter:
                 if whole:  # padded past the raster's edge, as GDAL's blocks are
                     data = np.zeros((block, block), dtype)
                     data[: r1 - r0, : c1 - c0] = part
-                    os.pwrite(fd, data, base)
+                    cogtiff.write_all(fd, data, base)
                     continue
                 for row in range(r0, r1):
                     start = base + ((row - top) * block + (c0 - left)) * dtype.itemsize
-                    os.pwrite(fd, np.ascontiguousarray(part[row - r0]), start)
+                    cogtiff.write_all(fd, np.ascontiguousarray(part[row - r0]), start)
 
     def _block_spans(self, tile: Tile, factor: int) -> list[tuple[int, int, int, int, int, int]]:
         """(block row, block col, top, bottom, left, right) of every block of the level of
@@ -354,7 +354,7 @@ class CogWriter:
         with self._lock:
             offset = self._block_end[key]
             self._block_end[key] += len(payload)
-        os.pwrite(self._block_files[key][1], payload, offset)
+        cogtiff.write_all(self._block_files[key][1], payload, offset)
         with self._lock:
             self._blocks[key][where] = (offset, len(payload))
             os.write(self._index_files[key][1], _RECORD.pack(*where, offset, len(payload)))
