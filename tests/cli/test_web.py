@@ -155,3 +155,28 @@ def test_serve_without_web_binds_no_port(env, tmp_path: Path, taken_port: int) -
     code, out, err = stop(process)
     assert code == 0, err
     assert "web:" not in out
+
+
+# madrone serve with SIGTERM sent from inside, once the web app is up and before the master
+# serves: the moment the first admin is set up. Not a race with a timer.
+SIGTERM_DURING_SETUP = """
+import os, signal, sys
+from madrone.cli import service, main
+
+def announce(*args):
+    os.kill(os.getpid(), signal.SIGTERM)
+
+service.announce_first_admin = announce
+sys.argv = ["madrone", "serve", "--port", sys.argv[1]]
+main()
+"""
+
+
+def test_sigterm_while_serve_sets_up_stops_it_cleanly(env, tmp_path: Path) -> None:
+    port = free_port()
+    done = subprocess.run([sys.executable, "-c", SIGTERM_DURING_SETUP, str(port)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "stopped" in done.stderr and "Traceback" not in done.stderr
+    with socket.create_server(("127.0.0.1", port)):
+        pass  # the web app's port is free again

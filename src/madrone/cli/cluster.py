@@ -34,7 +34,8 @@ def log_to_stderr() -> None:
     logging.getLogger("madrone").setLevel(logging.INFO)
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """From now on SIGTERM and SIGINT only set the returned event (for a master to see)."""
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
@@ -81,7 +82,7 @@ def master(
 def _serve_grpc(listen: str, settings: Settings) -> None:
     """The gRPC master alone: jobs come from ``--master`` clients, not from a catalog."""
     server, service, _ = _start_grpc(listen, settings)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     stop.wait()
     service.stop()
     server.stop(grace=2).wait()
@@ -110,13 +111,15 @@ def run_master(
     listen: str | None = None,
     dask: str | None = None,
     name: str | None = None,
+    early: threading.Event | None = None,
 ) -> None:
     """Serve a catalog's queue in the foreground until SIGTERM or SIGINT. A job in hand is
     handed back to the queue (no attempt counted); returns once the run's processes are
-    gone, with the catalog and the storage closed."""
+    gone, with the catalog and the storage closed. ``early``: ``stop_on_signals()``'s event
+    when the caller set it up before."""
     # The engine loads with the runner (a second or more): a signal meanwhile is kept for
     # the master, which then stops before its first job, instead of cutting the setup short.
-    early = _stop_on_signals()
+    early = early or stop_on_signals()
     grpc = _start_grpc(listen, settings) if listen else None
     runner = service.master_runner(settings, dask=dask, grpc=grpc[1] if grpc else None)
     try:
@@ -157,7 +160,7 @@ def worker(master_address: str, concurrency: int) -> None:
     runner = Worker(master_address, concurrency, settings.token or None, ca, pool=settings.pool,
                     gdal_cache_mb=settings.gdal_cache_mb)  # fmt: skip
     click.echo(f"madrone worker {runner.name} serving {master_address}", err=True)
-    runner.run(_stop_on_signals())
+    runner.run(stop_on_signals())
 
 
 @click.command()
@@ -169,7 +172,7 @@ def cluster(workers: int, listen: str) -> None:
     started = [subprocess.Popen([*command, "master", "--listen", listen])]
     started += [subprocess.Popen([*command, "worker", "--master", listen]) for _ in range(workers)]
     click.echo(f"cluster: master on {listen}, {workers} workers; Ctrl-C stops them", err=True)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     stop.wait()
     for process in started:
         process.terminate()

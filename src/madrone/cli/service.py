@@ -31,7 +31,7 @@ from madrone.cli.catalog import (
     remote_options,
     stamp,
 )
-from madrone.cli.cluster import log_to_stderr, run_master
+from madrone.cli.cluster import log_to_stderr, run_master, stop_on_signals
 from madrone.cli.mosaic import mosaic as mosaic_command
 from madrone.cli.options import (
     parse_band_map,
@@ -443,6 +443,9 @@ def serve(port: int, no_web: bool) -> None:
     else your login name), with a one-time login link printed on stderr."""
     settings = Settings.from_env()
     log_to_stderr()
+    # A signal from here on is kept for the master, which then stops before its first job
+    # and closes everything: one during the set-up below once ended the process with 143.
+    early = stop_on_signals()
     catalog = team.open_catalog(settings, upgrade=True)
     storage = stores.Storage.from_settings(settings)
     try:
@@ -465,7 +468,7 @@ def serve(port: int, no_web: bool) -> None:
         click.echo("follow: madrone jobs, madrone job ID; results: madrone datasets")
         click.echo("Ctrl-C or SIGTERM stops (a running job goes back to the queue)")
         sys.stdout.flush()
-        run_master(catalog, storage, settings)
+        run_master(catalog, storage, settings, early=early)
     finally:
         if served_web is not None:
             served_web.stop()
