@@ -23,6 +23,7 @@ from madrone.api import build_mosaic_spec, build_spec
 from madrone.errors import InputError, ProcessingError
 from madrone.executors.grpc.client import submit
 from madrone.executors.grpc.master import check_paths
+from madrone.products.writer import MAX_PENDING
 from madrone.sources.spec import SourceSpec
 
 T29 = "L2A_T29RKH_20200219_100m"
@@ -301,7 +302,9 @@ def test_restarted_master_resumes_from_written_tiles(data_dir: Path, tmp_path: P
             master.wait(timeout=20)
             master.stderr.close()
     assert 100 <= first_run < 1296
-    assert resumed[0] >= 100, "the restarted master started from the tiles already written"
+    # Tiles are reported done as the writer takes them and logged once in its files: at most
+    # MAX_PENDING behind.
+    assert resumed[0] > 100 - MAX_PENDING, "the restarted master started from the tiles written"
     assert products(tmp_path / "local") == products(tmp_path / "grpc")
 
 
