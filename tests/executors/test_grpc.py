@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from madrone import mosaic, process
@@ -390,10 +391,14 @@ def test_sigterm_worker_hands_back_and_exits(data_dir: Path, tmp_path: Path) -> 
     assert stopped
 
 
-def test_cluster_command_runs_a_job(data_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("workers", "concurrency"), [(2, 1), (1, 2)])
+def test_cluster_command_runs_a_job(
+    data_dir: Path, tmp_path: Path, workers: int, concurrency: int
+) -> None:
     address = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "MADRONE_MASTER_ROOTS": os.pathsep.join([str(data_dir), str(tmp_path)])}
-    cluster = subprocess.Popen([*COMMAND, "cluster", "--workers", "2", "--listen", address],
+    cluster = subprocess.Popen([*COMMAND, "cluster", "--workers", str(workers), "--concurrency",
+                                str(concurrency), "--listen", address],
                                env=env, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path), products=["cog"])
@@ -407,6 +412,10 @@ def test_cluster_command_runs_a_job(data_dir: Path, tmp_path: Path) -> None:
                     pytest.fail(f"no master on {address} after 60 s")
                 time.sleep(0.2)
         assert summary["products"]["NDVI"]["files"]["cog"].endswith("_ndvi.tif")
+        children = [" ".join(c.cmdline()) for c in psutil.Process(cluster.pid).children()]
+        started = [c for c in children if " worker " in c]
+        assert len(started) == workers, children
+        assert all(c.endswith(f"--concurrency {concurrency}") for c in started), started
     finally:
         cluster.send_signal(signal.SIGTERM)
         assert cluster.wait(timeout=30) == 0

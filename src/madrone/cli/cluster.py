@@ -165,13 +165,22 @@ def worker(master_address: str, concurrency: int) -> None:
 
 @click.command()
 @click.option("--workers", type=int, default=2, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Tiles at once per worker: one worker of N threads holds less memory than N workers.",
+)
 @click.option("--listen", default=DEFAULT_LISTEN, show_default=True)
-def cluster(workers: int, listen: str) -> None:
+def cluster(workers: int, concurrency: int, listen: str) -> None:
     """A master and N workers on this machine, until Ctrl-C; submit with --master."""
     command = [sys.executable, "-m", "madrone.cli"]
+    worker = [*command, "worker", "--master", listen, "--concurrency", str(concurrency)]
     started = [subprocess.Popen([*command, "master", "--listen", listen])]
-    started += [subprocess.Popen([*command, "worker", "--master", listen]) for _ in range(workers)]
-    click.echo(f"cluster: master on {listen}, {workers} workers; Ctrl-C stops them", err=True)
+    started += [subprocess.Popen(worker) for _ in range(workers)]
+    click.echo(f"cluster: master on {listen}, {workers} workers of {concurrency} threads; "
+               "Ctrl-C stops them", err=True)  # fmt: skip
     stop = stop_on_signals()
     stop.wait()
     for process in started:
