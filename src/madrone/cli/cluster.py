@@ -176,9 +176,9 @@ def worker(master_address: str, concurrency: int) -> None:
 def cluster(workers: int, concurrency: int, listen: str) -> None:
     """A master and N workers on this machine, until Ctrl-C; submit with --master."""
     command = [sys.executable, "-m", "madrone.cli"]
-    worker = [*command, "worker", "--master", listen, "--concurrency", str(concurrency)]
+    one_worker = [*command, "worker", "--master", listen, "--concurrency", str(concurrency)]
     started = [subprocess.Popen([*command, "master", "--listen", listen])]
-    started += [subprocess.Popen(worker) for _ in range(workers)]
+    started += [subprocess.Popen(one_worker) for _ in range(workers)]
     click.echo(f"cluster: master on {listen}, {workers} workers of {concurrency} threads; "
                "Ctrl-C stops them", err=True)  # fmt: skip
     stop = stop_on_signals()

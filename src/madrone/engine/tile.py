@@ -64,6 +64,7 @@ class _OpenDatasets(threading.local):
         self.plain: dict[str, rasterio.DatasetReader] = {}
         self.warped: dict[tuple, WarpedVRT] = {}
         self.context: TileContext | None = None
+        self.virtual = False  # whether that job reads files through a virtual file system
 
 
 _OPEN = _OpenDatasets()
@@ -75,10 +76,10 @@ KEEP_OPEN = 32
 def run_tile(task: TileTask) -> TileResult:
     """Compute every index of the context over one tile; NaN wherever no scene is valid."""
     if _OPEN.context is not task.context:
-        if _OPEN.context != task.context and len(_OPEN.plain) + len(_OPEN.warped) > KEEP_OPEN:
+        if len(_OPEN.plain) + len(_OPEN.warped) > KEEP_OPEN and _OPEN.context != task.context:
             close_datasets()
-        _OPEN.context = task.context
-    with gdal_env(virtual=_reads_virtual(task.context)):
+        _OPEN.context, _OPEN.virtual = task.context, _reads_virtual(task.context)
+    with gdal_env(virtual=_OPEN.virtual):
         return _run_tile(task.context, task.tile)
 
 
