@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,7 @@ ENGINE = ("rasterio", "numpy", "numexpr", "pyproj", "matplotlib", "PIL", "boto3"
           "spyndex", "rio_cogeo", "madrone.api", "madrone.engine.spec", "madrone.grid")  # fmt: skip
 SERVICES = ("grpc", "google.protobuf", "distributed", "flask", "werkzeug", "madrone.web")
 HEAVY = CATALOG + ENGINE + SERVICES
+DEMO = Path(__file__).resolve().parents[2] / "src/madrone/data/demo/L1C_T18SVG_20160112_demo"
 
 
 def loaded_after(args: list[str]) -> set[str]:
@@ -40,6 +42,22 @@ def loaded_after(args: list[str]) -> set[str]:
 )  # fmt: skip
 def test_help_loads_no_engine_catalog_or_service(args: list[str]) -> None:
     assert loaded_after(args) == set()
+
+
+def test_a_job_over_local_files_loads_no_stac_catalog_or_service(tmp_path) -> None:
+    """Every default product, the STAC item included, is made without pystac (0.1 s to
+    import), the catalog's drivers or a service."""
+    loaded = loaded_after(["process", str(DEMO), "--index", "ndvi", "-o", str(tmp_path)])
+    assert {"rasterio", "numpy", "madrone.api"} <= loaded  # the probe sees what a job loads
+    # (rasterio imports boto3 itself when it is installed, as the test extras do)
+    assert loaded.isdisjoint({"pystac", "matplotlib", "pyproj", *CATALOG, *SERVICES}), loaded
+    assert sorted(p.suffix for p in tmp_path.iterdir() if p.suffix != ".xml") == [
+        ".json",
+        ".pgw",
+        ".png",
+        ".png",
+        ".tif",
+    ]
 
 
 def test_the_heavy_modules_are_real_names() -> None:

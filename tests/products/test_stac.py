@@ -83,6 +83,90 @@ def test_item_validates_through_pystac(raster):
     }
 
 
+def pystac_reference(item: dict, raster_path: str, stats: dict) -> dict:
+    """The same item built by pystac's own classes and extension helpers, from the raster
+    and the statistics (the geometry, dates and madrone's fields taken from ``item``)."""
+    import rasterio
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import (
+        DataType,
+        Histogram,
+        RasterBand,
+        RasterExtension,
+        Statistics,
+    )
+    from pystac.utils import str_to_datetime
+
+    props = dict(item["properties"])
+    times = {k: props.pop(k, None) for k in ("datetime", "start_datetime", "end_datetime")}
+    times = {k: str_to_datetime(v) if v else None for k, v in times.items()}
+    mine = {k: v for k, v in props.items() if not k.startswith("proj:")}
+    with rasterio.open(raster_path) as ds:
+        crs, transform, shape, bounds = ds.crs, ds.transform, ds.shape, ds.bounds
+    reference = pystac.Item(
+        id=item["id"],
+        geometry=item["geometry"],
+        bbox=item["bbox"],
+        datetime=times["datetime"],
+        start_datetime=times["start_datetime"],
+        end_datetime=times["end_datetime"],
+        properties=mine,
+        stac_extensions=["https://stac-extensions.github.io/processing/v1.2.0/schema.json"],
+    )
+    epsg = crs.to_epsg()
+    ProjectionExtension.ext(reference, add_if_missing=True).apply(
+        epsg=epsg,
+        wkt2=None if epsg else crs.to_wkt(version="WKT2_2019"),
+        shape=list(shape),
+        transform=list(transform)[:6],
+        bbox=list(bounds),
+    )
+    for key, asset in item["assets"].items():
+        reference.add_asset(
+            key,
+            pystac.Asset(
+                href=asset["href"],
+                title=asset.get("title"),
+                media_type=asset.get("type"),
+                roles=asset["roles"],
+            ),
+        )
+        if "raster:bands" not in asset:
+            continue
+        edges, counts = stats["histogram"]["edges"], stats["histogram"]["counts"]
+        band = RasterBand.create(
+            nodata="nan",
+            data_type=DataType.FLOAT32,
+            spatial_resolution=abs(transform.a),
+            statistics=Statistics.create(
+                minimum=stats["min"],
+                maximum=stats["max"],
+                mean=stats["mean"],
+                stddev=stats["std"],
+                valid_percent=round(100.0 * stats["valid_fraction"], 6),
+            ),
+            histogram=Histogram.create(len(counts), edges[0], edges[-1], list(counts)),
+        )
+        RasterExtension.ext(reference.assets[key], add_if_missing=True).bands = [band]
+    return reference.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+@pytest.mark.parametrize("dated", [True, False])
+@pytest.mark.parametrize("crs", ["EPSG:32633", "laea"])
+def test_item_equals_the_one_pystac_builds(tmp_path, crs, dated):
+    if crs == "laea":
+        crs = "+proj=laea +lat_0=52 +lon_0=11 +x_0=4321000 +y_0=3210000 +ellps=GRS80 +units=m"
+        transform = Affine(10.0, 0.0, 4321000.0, 0.0, -10.0, 3210000.0)
+    else:
+        transform = TRANSFORM
+    raster = write_ramp(tmp_path / "ndvi.tif", crs=crs, transform=transform)
+    stats = compute_stats(raster, (-1.0, 1.0), bins=10)
+    item = make_item(raster, stats=stats, sources=SOURCES if dated else [{"name": "undated"}])
+    assert json.dumps(item, sort_keys=True) == json.dumps(
+        pystac_reference(item, raster, stats), sort_keys=True
+    )
+
+
 def test_geometry_and_bbox_cover_the_footprint(raster):
     item = make_item(raster)
     west, south, east, north = item["bbox"]

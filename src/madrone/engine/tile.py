@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -32,7 +31,7 @@ from madrone.products.stats import (
     histogram_edges,
     window_partials,
 )
-from madrone.sources.gdal import GDAL_TYPES, gdal_env, is_virtual
+from madrone.sources.gdal import GDAL_TYPES, gdal_env, is_virtual, xml_text
 from madrone.sources.reflectance import ReflectanceCounts
 
 
@@ -353,7 +352,7 @@ def _band_vrt(dataset: rasterio.DatasetReader, band_index: int) -> str:
     kind = GDAL_TYPES[dataset.dtypes[band_index - 1]]
     nodata = dataset.nodatavals[band_index - 1]
     block_rows, block_cols = dataset.block_shapes[band_index - 1]
-    crs = f"<SRS>{escape(dataset.crs.to_wkt())}</SRS>" if dataset.crs else ""
+    crs = f"<SRS>{xml_text(dataset.crs.to_wkt())}</SRS>" if dataset.crs else ""
     geotransform = ", ".join(repr(v) for v in dataset.transform.to_gdal())
     nodata_xml = "" if nodata is None else f"<NoDataValue>{nodata!r}</NoDataValue>"
     return f"""<VRTDataset rasterXSize="{dataset.width}" rasterYSize="{dataset.height}">
@@ -361,7 +360,7 @@ def _band_vrt(dataset: rasterio.DatasetReader, band_index: int) -> str:
   <VRTRasterBand dataType="{kind}" band="1" blockXSize="{block_cols}" blockYSize="{block_rows}">
     {nodata_xml}
     <SimpleSource>
-      <SourceFilename relativeToVRT="0">{escape(dataset.name)}</SourceFilename>
+      <SourceFilename relativeToVRT="0">{xml_text(dataset.name)}</SourceFilename>
       <SourceBand>{band_index}</SourceBand>
     </SimpleSource>
   </VRTRasterBand>

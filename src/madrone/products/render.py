@@ -40,7 +40,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from xml.sax.saxutils import escape as xml_escape
 
 import numexpr
 import numpy as np
@@ -54,6 +53,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from madrone.errors import InputError, ProcessingError
+from madrone.sources.gdal import xml_text
 
 if TYPE_CHECKING:
     from matplotlib.colors import Colormap
@@ -482,7 +482,7 @@ def _write_aux_xml(path: str, crs: CRS) -> None:
         f.write(
             "<PAMDataset>\n"
             f'  <SRS dataAxisToSRSAxisMapping="{"2,1" if swapped else "1,2"}">'
-            f"{xml_escape(crs.to_wkt())}</SRS>\n"
+            f"{xml_text(crs.to_wkt())}</SRS>\n"
             '  <Metadata domain="IMAGE_STRUCTURE">\n'
             '    <MDI key="INTERLEAVE">PIXEL</MDI>\n'
             "  </Metadata>\n"

@@ -23,7 +23,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
-from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
@@ -34,7 +33,7 @@ from rasterio.windows import Window
 from madrone.errors import InputError
 from madrone.grid import Grid, Tile
 from madrone.products import cogtiff, overviews
-from madrone.sources.gdal import GDAL_TYPES
+from madrone.sources.gdal import GDAL_TYPES, xml_text
 
 COG_BLOCK = 512
 # A compressed block's record in its key's index file: factor, block row, block col, offset
@@ -527,27 +526,27 @@ class CogWriter:
         rows, cols = overviews.level_shape(grid.height, grid.width, factor)
         tags = self._tags[key]
         metadata = "".join(
-            f'<MDI key="{escape(k)}">{escape(str(v))}</MDI>' for k, v in sorted(tags.items())
+            f'<MDI key="{xml_text(k)}">{xml_text(str(v))}</MDI>' for k, v in sorted(tags.items())
         )
         transform = grid.affine @ grid.affine.scale(grid.width / cols, grid.height / rows)
         geotransform = ", ".join(repr(v) for v in transform.to_gdal())
         dtype = self._dtypes[key]
         nodata = "<NoDataValue>nan</NoDataValue>" if dtype.kind == "f" else ""
         overview_xml = "".join(
-            f'<Overview><SourceFilename relativeToVRT="1">{escape(os.path.basename(level))}'
+            f'<Overview><SourceFilename relativeToVRT="1">{xml_text(os.path.basename(level))}'
             "</SourceFilename><SourceBand>1</SourceBand></Overview>"
             for level in levels or ()
         )
         vrt = f"""<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}">
-  <SRS>{escape(CRS.from_user_input(grid.crs).to_wkt())}</SRS>
+  <SRS>{xml_text(CRS.from_user_input(grid.crs).to_wkt())}</SRS>
   <GeoTransform>{geotransform}</GeoTransform>
   <Metadata>{metadata}</Metadata>
   <VRTRasterBand dataType="{GDAL_TYPES[dtype.name]}" band="1"
       blockXSize="{COG_BLOCK}" blockYSize="{COG_BLOCK}">
-    <Description>{escape(tags.get("index", key))}</Description>
+    <Description>{xml_text(tags.get("index", key))}</Description>
     {nodata}
     <SimpleSource>
-      <SourceFilename relativeToVRT="1">{escape(os.path.basename(raw))}</SourceFilename>
+      <SourceFilename relativeToVRT="1">{xml_text(os.path.basename(raw))}</SourceFilename>
       <SourceBand>1</SourceBand>
     </SimpleSource>
     {overview_xml}

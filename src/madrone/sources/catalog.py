@@ -25,12 +25,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlparse
 
-import pystac
-from pystac.stac_io import DefaultStacIO
-
 from madrone.errors import InputError, SourceError
 
-if TYPE_CHECKING:  # pystac-client is imported when an API is searched, not at start-up
+if TYPE_CHECKING:  # pystac and pystac-client are imported when a catalog is read, not at
+    # start-up: a job over local files needs neither (importing pystac alone takes 0.1 s)
+    from pystac.stac_io import DefaultStacIO
     from pystac_client import Client
 
 logger = logging.getLogger(__name__)
@@ -201,6 +200,8 @@ def _read_root(
     catalog: str, headers: Mapping[str, str] | None
 ) -> tuple[str, dict[str, Any], DefaultStacIO]:
     """(absolute href, root JSON, the StacIO that read it) of a catalog path or URL."""
+    from pystac.stac_io import DefaultStacIO
+
     href = catalog if _is_url(catalog) else os.path.abspath(catalog.removeprefix("file://"))
     stac_io = DefaultStacIO(headers=dict(headers or {}))
     try:
@@ -251,6 +252,8 @@ def _static_items(
     href: str, root: dict[str, Any], stac_io: DefaultStacIO, rules: _Filter
 ) -> list[dict[str, Any]]:
     """Walk a static catalog whole and keep the items that pass every filter."""
+    import pystac
+
     catalog, kind = rules.search.catalog, root.get("type")
     if kind not in ("Catalog", "Collection"):
         raise SourceError(
@@ -316,6 +319,7 @@ def _api_items(
 
 
 def _open_client(href: str, root: dict[str, Any], headers: Mapping[str, str] | None) -> Client:
+    import pystac
     from pystac_client import Client
     from pystac_client.exceptions import APIError
     from pystac_client.warnings import NoConformsTo

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import rasterio
 
 # Do not list "directories" of remote files on open (a listing is dozens of requests); still
@@ -30,6 +32,12 @@ _SCHEMES = (
     ("az://", "/vsiaz/", True),
     ("gs://", "/vsigs/", True),
 )
+
+
+def xml_text(text: str) -> str:
+    """``text`` escaped for the XML GDAL reads (VRT, PAM): &, < and >. (``html.escape``
+    rather than ``xml.sax.saxutils.escape``, which imports urllib.request: 30 ms a job.)"""
+    return escape(text, quote=False)
 
 
 def gdal_path(path: str) -> str:
