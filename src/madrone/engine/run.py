@@ -35,8 +35,9 @@ from madrone.errors import (
     UnknownDateWarning,
 )
 from madrone.grid import Tile
+from madrone.indices import IndexDef
 from madrone.products.overviews import holds_whole_blocks
-from madrone.products.render import render_legend, render_png, style_for
+from madrone.products.render import Style, render_legend, render_png, style_for
 from madrone.products.stac import build_item, to_datetime, write_json
 from madrone.products.stats import (
     WindowKey,
@@ -243,6 +244,14 @@ class RunSession:
                 keep_full_resolution=_full_resolution_read(plan, png_max_size),
             )  # fmt: skip
             self.progress = ProgressLog(progress_path)
+            # Draws the PNGs once the values are complete. The legends need only the index,
+            # so they are drawn now, while the tiles run.
+            self.side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="madrone-draw")
+            self.legends = {
+                key: self.side.submit(_draw_legend, plan, key, self.staging, name)
+                for key, name in self.names.items()
+                if "legend" in plan.spec.products
+            }
         except BaseException:
             self.abort()
             raise
@@ -303,23 +312,20 @@ class RunSession:
         the prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
         drawn while GDAL's encoding threads leave a core idle part of the time."""
         sources = self.writer.prepare()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="madrone-draw") as side:
-            pending = {
-                key: side.submit(
-                    _draw,
-                    self.plan,
-                    key,
-                    sources[key],
-                    self.staging,
-                    self.names[key],
-                    self.png_max_size,
-                )
-                for key in self.names
-            }
-            try:
-                cogs = {key: self.writer.encode(key) for key in sources}
-            finally:
-                drawn = {key: future.result() for key, future in pending.items()}
+        pngs = {
+            key: self.side.submit(
+                _draw_png, self.plan, key, sources[key], self.staging, name, self.png_max_size
+            )
+            for key, name in self.names.items()
+            if "png" in self.plan.spec.products
+        }
+        try:
+            cogs = {key: self.writer.encode(key) for key in sources}
+        finally:
+            drawn: dict[str, dict[str, str]] = {key: {} for key in self.names}
+            for kind, pending in (("png", pngs), ("legend", self.legends)):
+                for key, future in pending.items():
+                    drawn[key][kind] = future.result()
         self.writer.abort()
         return cogs, drawn
 
@@ -328,6 +334,9 @@ class RunSession:
         writer = getattr(self, "writer", None)
         if writer is not None:
             writer.abort()  # first: its threads log the tiles they finish
+        side = getattr(self, "side", None)
+        if side is not None:
+            side.shutdown(cancel_futures=True)  # before its files are removed
         progress = getattr(self, "progress", None)
         if progress is not None:
             progress.close()
@@ -430,21 +439,25 @@ def _tags(plan: Plan) -> dict[str, dict[str, str]]:
     }
 
 
-def _draw(
-    plan: Plan, key: str, source: str, staging: str, name: str, png_max_size: int
-) -> dict[str, str]:
-    """The index's PNG (from ``source``, the finished values) and legend, as wanted."""
-    index = next(i for i in plan.context.indices if i.name == key)
-    style = style_for(index.name, index.domain)
-    wanted, files = plan.spec.products, {}
-    if "png" in wanted:
-        png = render_png(source, os.path.join(staging, f"{name}.png"), style, png_max_size)
-        files["png"] = png["path"]
-    if "legend" in wanted:
-        files["legend"] = render_legend(
-            os.path.join(staging, f"{name}.legend.png"), style, f"{index.name} ({index.long_name})"
-        )
-    return files
+def _draw_png(plan: Plan, key: str, source: str, staging: str, name: str, png_max_size: int) -> str:
+    """The index's PNG, from ``source``: the finished values."""
+    png = render_png(source, os.path.join(staging, f"{name}.png"), _style(plan, key), png_max_size)
+    return png["path"]
+
+
+def _draw_legend(plan: Plan, key: str, staging: str, name: str) -> str:
+    index = _index(plan, key)
+    title = f"{index.name} ({index.long_name})"
+    return render_legend(os.path.join(staging, f"{name}.legend.png"), _style(plan, key), title)
+
+
+def _index(plan: Plan, key: str) -> IndexDef:
+    return next(i for i in plan.context.indices if i.name == key)
+
+
+def _style(plan: Plan, key: str) -> Style:
+    index = _index(plan, key)
+    return style_for(index.name, index.domain)
 
 
 def _index_products(
@@ -457,8 +470,7 @@ def _index_products(
     drawn: dict[str, str],
     used: dict[str, int],
 ) -> IndexProducts:
-    index = next(i for i in plan.context.indices if i.name == key)
-    style = style_for(index.name, index.domain)
+    index, style = _index(plan, key), _style(plan, key)
     cog = cogs[key]
     stats = merge_partials(partials, cog, histogram_edges((style.vmin, style.vmax)))
     staging = os.path.dirname(cog)

@@ -271,7 +271,8 @@ def render_legend(legend_path: str, style: Style, title: str) -> str:
     staging = _make_staging_dir(legend_path)
     try:
         tmp = os.path.join(staging, os.path.basename(legend_path))
-        draw_legend(style, title).save(tmp, format="PNG")
+        with open(tmp, "wb") as f:  # madrone's encoder: Pillow's save loads five plugins
+            f.write(encode_png(np.asarray(draw_legend(style, title))))
         _move_into_place([(tmp, legend_path)])
     except OSError as e:
         raise ProcessingError(f"cannot write legend {legend_path}: {e}") from e
