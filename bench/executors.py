@@ -1,6 +1,6 @@
 """Local process pool vs gRPC master + workers vs Dask, on the same data in the same run.
 
-    python bench/executors.py [--size 10980] [--workers 2] [--tiny-size 2048]
+    python bench/executors.py [--size 10980] [--workers 2] [--tiny-size 2048] [--repeats 3]
 
 Rows: one full scene's NDVI (COG only); the original project's headline job, two scenes with
 NDVI and NDSI and all products (here the GeoTIFF and the JPEG 2000 copy of the synthetic
@@ -19,6 +19,7 @@ import importlib
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -147,8 +148,49 @@ def measure(executor: str, sources: list[str], extra: list[str], workers: int) -
         "wall_s": measured.wall_s,
         "cpu_s": measured.cpu_s,
         "peak_mib": measured.peak_rss_mib,
+        "processes": _peaks_by_role(measured.processes),
         **inner,
     }
+
+
+def _role(command: str) -> str:
+    """Which part of the run a process is, from its command line."""
+    for marker, role in (
+        (" worker ", "worker"),
+        (" master ", "master"),
+        ("executors.py job", "client"),
+        ("multiprocessing", "dask worker"),
+    ):
+        if marker in f"{command} ":
+            return role
+    return "other"
+
+
+def _peaks_by_role(processes: list[dict]) -> dict[str, list[float]]:
+    """Each process's own peak RSS in MiB, grouped by role (largest first)."""
+    roles: dict[str, list[float]] = {}
+    for process in processes:
+        roles.setdefault(_role(process["command"]), []).append(process["peak_rss_mib"])
+    return {role: sorted(peaks, reverse=True) for role, peaks in sorted(roles.items())}
+
+
+def _median_row(runs: list[dict]) -> dict:
+    """One row of repeated runs: median wall, job, CPU and peak; the run of median wall
+    gives the processes' peaks."""
+    middle = sorted(runs, key=lambda run: run["wall_s"])[len(runs) // 2]
+    row = {**middle, "repeats": len(runs)}
+    for key in ("wall_s", "job_s", "cpu_s", "peak_mib"):
+        row[key] = statistics.median(run[key] for run in runs)
+    row["walls"] = [round(run["wall_s"], 1) for run in runs]
+    return row
+
+
+def _processes_text(row: dict) -> str:
+    return "; ".join(
+        f"{role} {' + '.join(f'{peak:.0f}' for peak in peaks)}"
+        for role, peaks in row["processes"].items()
+        if role != "other" or max(peaks) > 20
+    )
 
 
 def main() -> None:
@@ -169,6 +211,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--case", help="only the cases whose label contains this (printed, not saved)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="runs of each case, round-robin; medians"
     )
     args = parser.parse_args()
     if args.command == "job":
@@ -209,29 +254,40 @@ def main() -> None:
     ]
     if args.case:
         cases = [case for case in cases if args.case in case[0]]
-    rows = []
-    for label, sources, extra in cases:
-        for executor in EXECUTORS:
-            row = measure(executor, sources, extra, args.workers)
-            row["case"] = label
-            rows.append(row)
-            print(
-                f"{label:<42} {executor:<6} {row['wall_s']:7.1f} s wall, "
-                f"job {row['job_s']:6.1f} s, {_rate(row):>8} tiles/s, "
-                f"{row['peak_mib']:6.0f} MiB",
-                flush=True,
-            )
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for turn in range(args.repeats):
+        for label, sources, extra in cases:
+            for executor in EXECUTORS:
+                run = measure(executor, sources, extra, args.workers)
+                runs.setdefault((label, executor), []).append(run)
+                print(
+                    f"{turn + 1}/{args.repeats} {label:<42} {executor:<6} "
+                    f"{run['wall_s']:7.1f} s wall, {run['cpu_s']:6.1f} s CPU, "
+                    f"job {run['job_s']:6.1f} s, {_rate(run):>8} tiles/s, "
+                    f"{run['peak_mib']:6.0f} MiB",
+                    flush=True,
+                )
+    rows = [{**_median_row(found), "case": label} for (label, _), found in runs.items()]
     lines = [
-        "| case | executor | wall s | job s | tiles/s | peak MiB | x local |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| case | executor | wall s | job s | CPU s | tiles/s | peak MiB | x local | "
+        "each process's own peak, MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         local = next(r for r in rows if r["case"] == row["case"] and r["executor"] == "local")
         ratio = row["wall_s"] / local["wall_s"]
         lines.append(
             f"| {row['case']} | {row['executor']} | {row['wall_s']:.1f} | {row['job_s']:.1f} | "
-            f"{_rate(row)} | {row['peak_mib']:.0f} | {ratio:.2f} |"
+            f"{row['cpu_s']:.1f} | {_rate(row)} | {row['peak_mib']:.0f} | {ratio:.2f} | "
+            f"{_processes_text(row)} |"
         )
+    if args.repeats > 1:
+        lines += [
+            "",
+            f"Medians of {args.repeats} runs of each, round-robin; the wall seconds of each run:",
+            "",
+            *(f"- {row['case']}, {row['executor']}: {row['walls']}" for row in rows),
+        ]
     print("\n".join(lines))
     if args.case:
         return
