@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 import rasterio
 
 from madrone import __version__
-from madrone.engine.memory import reuse_freed_memory
+from madrone.engine.memory import release_freed_memory, reuse_freed_memory
 from madrone.engine.plan import Plan, TileContext
 from madrone.engine.progress import ProgressLog
 from madrone.engine.tile import TileResult, count_key
@@ -145,9 +145,11 @@ def run_plan(
     """
     reuse_freed_memory()
     with (
-        # GDAL's block cache is one per process, its threads included (default: 5 % of RAM);
-        # the threads of a local pool get the share each process of a process pool has.
-        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * max(1, threads) * 2**20),
+        # GDAL's block cache is one per process, its threads included (default: 5 % of RAM):
+        # a share for each thread computing tiles here (a local pool's, as each process of a
+        # process pool has), else one for reading the staging files back (the PNG). A Dask
+        # client held two shares it never used: 160 MiB of the PNG's blocks read once.
+        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * _tile_threads(executor) * 2**20),
         RunSession(plan, threads, zlevel, png_max_size, codec) as session,
     ):
         total = len(plan.tiles)
@@ -311,6 +313,7 @@ class RunSession:
         """Encode the COGs and, meanwhile in a thread, draw each index's PNG and legend from
         the prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
         drawn while GDAL's encoding threads leave a core idle part of the time."""
+        release_freed_memory()  # what the tiles' arrays freed, kept for the next tile
         sources = self.writer.prepare()
         pngs = {
             key: self.side.submit(
@@ -341,6 +344,12 @@ class RunSession:
         if progress is not None:
             progress.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _tile_threads(executor: Executor) -> int:
+    """Threads of this process that compute tiles: a local thread pool's; a process pool
+    or a cluster computes them elsewhere."""
+    return max(1, getattr(executor, "tile_threads", 1))
 
 
 def _full_resolution_read(plan: Plan, png_max_size: int | None) -> bool:
@@ -442,6 +451,7 @@ def _tags(plan: Plan) -> dict[str, dict[str, str]]:
 def _draw_png(plan: Plan, key: str, source: str, staging: str, name: str, png_max_size: int) -> str:
     """The index's PNG, from ``source``: the finished values."""
     png = render_png(source, os.path.join(staging, f"{name}.png"), _style(plan, key), png_max_size)
+    release_freed_memory()  # the decimated values and strips, before the next index's PNG
     return png["path"]
 
 

@@ -20,6 +20,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from madrone.engine.composite import Composite, Layer, combine, tally_origins
+from madrone.engine.memory import release_freed_memory
 from madrone.engine.plan import SNOW_CLASS, BandRead, SceneRead, TileContext
 from madrone.errors import SourceError
 from madrone.expression import DnBand, evaluate_dn
@@ -75,6 +76,8 @@ KEEP_OPEN = 32
 def run_tile(task: TileTask) -> TileResult:
     """Compute every index of the context over one tile; NaN wherever no scene is valid."""
     if _OPEN.context is not task.context:
+        if _OPEN.context is not None:  # another job: what the last one freed is no use
+            release_freed_memory()
         if len(_OPEN.plain) + len(_OPEN.warped) > KEEP_OPEN and _OPEN.context != task.context:
             close_datasets()
         _OPEN.context, _OPEN.virtual = task.context, _reads_virtual(task.context)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 
-from madrone.engine.memory import reuse_freed_memory
+from madrone.engine.memory import WORKER_FREE_MIB, release_freed_memory, reuse_freed_memory
 from madrone.engine.plan import TileContext
 from madrone.engine.tile import TileResult, TileTask, run_tile
 from madrone.errors import InputError
@@ -47,7 +47,11 @@ def _prepare_worker(mb_per_thread: int) -> None:
 
 def _run_on_worker(tiles: list[Tile], context: TileContext, gdal_cache_mb: int) -> list[TileResult]:
     _prepare_worker(gdal_cache_mb)
-    return [run_tile(TileTask(context, tile)) for tile in tiles]
+    results = []
+    for tile in tiles:
+        release_freed_memory(WORKER_FREE_MIB)
+        results.append(run_tile(TileTask(context, tile)))
+    return results
 
 
 def batches(tiles: Sequence[Tile], threads: int) -> list[list[Tile]]:

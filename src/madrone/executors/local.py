@@ -215,6 +215,12 @@ class LocalExecutor:
         self.in_process_pixels = in_process_pixels
         self.pool = pool
 
+    @property
+    def tile_threads(self) -> int:
+        """Threads of the calling process that compute tiles (a process pool's processes
+        have their own GDAL cache; the caller computes only a small job, on one thread)."""
+        return self.workers if self.pool == "threads" else 1
+
     def runs_in_process(self, tiles: Sequence[Tile]) -> bool:
         """Whether ``map_tiles`` computes these tiles in the calling thread, without a pool
         (threads cost nothing to start, so only a process pool is left out by size)."""

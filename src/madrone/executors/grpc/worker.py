@@ -24,7 +24,7 @@ from concurrent.futures import (
 
 import grpc
 
-from madrone.engine.memory import reuse_freed_memory
+from madrone.engine.memory import WORKER_FREE_MIB, release_freed_memory, reuse_freed_memory
 from madrone.engine.plan import Plan, plan
 from madrone.engine.spec import JobSpec
 from madrone.engine.tile import TileResult, TileTask, run_tile
@@ -45,6 +45,7 @@ def _planned(spec_json: str) -> Plan:
 
 def execute(spec_json: str, tile: Tile) -> TileResult:
     """What a pool process runs: plan the job once (cached), then the tile."""
+    release_freed_memory(WORKER_FREE_MIB)
     return run_tile(TileTask(_planned(spec_json).context, tile))
 
 
