@@ -167,10 +167,16 @@ def _role(command: str) -> str:
 
 
 def _peaks_by_role(processes: list[dict]) -> dict[str, list[float]]:
-    """Each process's own peak RSS in MiB, grouped by role (largest first)."""
+    """Each process's own peak RSS in MiB, grouped by role (largest first). A process forked
+    from the client (a Dask worker may be) has the client's command line: the client is the
+    first of them to start."""
+    clients = [p["pid"] for p in processes if _role(p["command"]) == "client"]
     roles: dict[str, list[float]] = {}
     for process in processes:
-        roles.setdefault(_role(process["command"]), []).append(process["peak_rss_mib"])
+        role = _role(process["command"])
+        if role == "client" and process["pid"] != min(clients):
+            role = "forked worker"
+        roles.setdefault(role, []).append(process["peak_rss_mib"])
     return {role: sorted(peaks, reverse=True) for role, peaks in sorted(roles.items())}
 
 
