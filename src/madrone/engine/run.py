@@ -310,9 +310,10 @@ class RunSession:
         )  # fmt: skip
 
     def _encode_and_draw(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-        """Encode the COGs and, meanwhile in a thread, draw each index's PNG and legend from
-        the prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
-        drawn while GDAL's encoding threads leave a core idle part of the time."""
+        """Encode the COGs and, meanwhile on the draw thread, each index's PNG from the
+        prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
+        drawn while the encoding threads leave a core idle part of the time. The legends,
+        drawn while the tiles ran, are collected here."""
         release_freed_memory()  # what the tiles' arrays freed, kept for the next tile
         sources = self.writer.prepare()
         pngs = {
