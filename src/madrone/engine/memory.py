@@ -30,13 +30,12 @@ def reuse_freed_memory() -> None:
     heaps, at the same speed (tile arrays are allocated a few at a time, so the threads
     hardly wait on a heap's lock). Without glibc (no ``mallopt``) nothing changes.
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    libc = _libc()
+    if libc is None:
         return
-    mallopt(_M_ARENA_MAX, ARENAS)
-    mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's ceiling for this threshold
-    mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
+    libc.mallopt(_M_ARENA_MAX, ARENAS)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's ceiling for this threshold
+    libc.mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
 
 
 def release_freed_memory(above_mib: float = 0) -> None:
@@ -74,11 +73,12 @@ class _MallInfo2(ctypes.Structure):
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc, with the allocator's controls; None elsewhere (musl, macOS)."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:
         return None
-    if not hasattr(libc, "malloc_trim"):
+    if not all(hasattr(libc, name) for name in ("mallopt", "malloc_trim")):
         return None
     if hasattr(libc, "mallinfo2"):  # glibc 2.33 and later
         libc.mallinfo2.restype = _MallInfo2
