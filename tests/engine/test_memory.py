@@ -51,3 +51,38 @@ def test_a_worker_gives_back_only_what_passes_its_allowance() -> None:
     assert still > 300  # 298 MiB free is within a 400 MiB allowance: kept for reuse
     kept, released = rss_before_and_after("release_freed_memory(above_mib=100)")
     assert released < kept - 250
+
+
+CYCLE = """
+import contextlib, os, numpy as np
+from madrone.engine.memory import returning_freed_memory, reuse_freed_memory
+
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def held_after_a_tile():
+    base = rss_mib()
+    blocks = [np.ones(2**18) for _ in range(50)]  # 2 MiB each: in the heap, not mmapped
+    del blocks  # all of it, from the heap's top down
+    return rss_mib() - base
+
+reuse_freed_memory()
+assert held_after_a_tile() > 80  # kept at the heap's top, for the next tile's arrays
+jobs = [returning_freed_memory(), returning_freed_memory()]  # two jobs making products
+with contextlib.ExitStack() as first:
+    first.enter_context(jobs[0])
+    with jobs[1]:
+        both = held_after_a_tile()
+    one = held_after_a_tile()  # the other job is still making its products
+print(both, one, held_after_a_tile())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_memory_freed_while_products_are_made_goes_back_until_the_last_job_is_done() -> None:
+    done = subprocess.run([sys.executable, "-c", CYCLE], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    both, one, after = map(float, done.stdout.split())
+    assert both < 20 and one < 20  # 100 MiB freed while products are made: given back
+    assert after > 80  # the last job done, freed memory is kept for the next tiles again

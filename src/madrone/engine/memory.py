@@ -3,14 +3,18 @@ the freed memory given back when a phase that reuses it ends.
 
 Every process that runs tiles calls ``reuse_freed_memory`` before its threads start: the
 local run, the gRPC master and workers, a process pool's children and Dask workers.
-``release_freed_memory`` hands back what the heaps kept once the tiles are done (before a
-job's products are made) and when a worker moves on to another job.
+``release_freed_memory`` hands back what the heaps kept when a worker moves on to another
+job or past its allowance; ``returning_freed_memory`` keeps nothing back while a job's
+products are made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import threading
+from collections.abc import Iterator
 
 # glibc's mallopt parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
@@ -35,18 +39,59 @@ def reuse_freed_memory() -> None:
         return
     libc.mallopt(_M_ARENA_MAX, ARENAS)
     libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's ceiling for this threshold
-    libc.mallopt(_M_TRIM_THRESHOLD, 128 * 2**20)
+    libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+
+
+_TRIM_THRESHOLD = 128 * 2**20  # freed at the top of a heap, kept for the next tile
+_PRODUCTS_TRIM_THRESHOLD = 2**20  # while products are made: given back as it is freed
+_making_products = 0  # jobs of this process making their products now
+_products_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def returning_freed_memory() -> Iterator[None]:
+    """While a job's products are made, give freed memory back to the kernel as it is freed
+    (glibc's trim threshold at 1 MiB) rather than keep it for tiles; ``malloc_trim`` at
+    both ends.
+
+    ``malloc_trim`` alone did not reach all of it. A Dask client, whose threads each have
+    their own heap (they started before ``reuse_freed_memory`` capped the heaps), held 282
+    MiB after the products of the GeoTIFF scene's NDVI + NDSI and as much after
+    ``malloc_trim``: most of it in those threads' heaps, free by glibc's count. Freed while
+    the threshold is low, the top of a heap goes back as it is freed: 128 MiB after the
+    same products, and the two-scene headline job's Dask run peaked at 862 MiB for all its
+    processes instead of 1010. The threshold goes back to 128 MiB when the last job of the
+    process making products is done. Without glibc nothing changes.
+    """
+    global _making_products
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    with _products_lock:
+        _making_products += 1
+        libc.mallopt(_M_TRIM_THRESHOLD, _PRODUCTS_TRIM_THRESHOLD)
+    libc.malloc_trim(0)  # what the tiles' arrays freed
+    try:
+        yield
+    finally:
+        with _products_lock:
+            _making_products -= 1
+            if not _making_products:
+                libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        libc.malloc_trim(0)
 
 
 def release_freed_memory(above_mib: float = 0) -> None:
     """Give the kernel the freed memory the heaps keep for reuse (glibc's ``malloc_trim``),
     if they keep more than ``above_mib``.
 
-    Kept for the next tile, it is of no use to what comes next: a job's products, or the
-    next job on a worker, whose arrays have other sizes. After the tiles of the GeoTIFF
-    scene's NDVI + NDSI (``bench/executors.py``-style, all products) the heaps kept 290 MiB
-    free, on top of which the PNG's read and GDAL's cache grew: the run peaked at 559 MiB,
-    and at 403 MiB (its tile phase) with the memory given back first. A few milliseconds.
+    Kept for the next tile, it is of no use to what comes next: a job's products (see
+    ``returning_freed_memory``), or the next job on a worker, whose arrays have other
+    sizes. After the tiles of the GeoTIFF scene's NDVI + NDSI (``bench/executors.py``-style,
+    all products) the heaps kept 290 MiB free, on top of which the PNG's read and GDAL's
+    cache grew: the run peaked at 559 MiB, and at 403 MiB (its tile phase) with the memory
+    given back first. A few milliseconds.
 
     A worker process, one of several on a machine, gives it back between tiles once it
     passes ``WORKER_FREE_MIB``: what one tile frees is reused by the next, and what piles

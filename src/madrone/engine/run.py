@@ -24,7 +24,7 @@ from typing import NamedTuple, Protocol
 import rasterio
 
 from madrone import __version__
-from madrone.engine.memory import release_freed_memory, reuse_freed_memory
+from madrone.engine.memory import release_freed_memory, returning_freed_memory, reuse_freed_memory
 from madrone.engine.plan import Plan, TileContext
 from madrone.engine.progress import ProgressLog
 from madrone.engine.tile import TileResult, count_key
@@ -290,7 +290,8 @@ class RunSession:
     def finish(self) -> RunResult:
         """Encode the COGs, make the other products and move them into the output folder."""
         plan = self.plan
-        cogs, drawn = self._encode_and_draw()
+        with returning_freed_memory():  # the tiles' memory, of no use to the products
+            cogs, drawn = self._encode_and_draw()
         notes = _date_notes(plan) + _plausibility(plan, self.counts)
         products = {
             key: _index_products(
@@ -314,7 +315,6 @@ class RunSession:
         prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
         drawn while the encoding threads leave a core idle part of the time. The legends,
         drawn while the tiles ran, are collected here."""
-        release_freed_memory()  # what the tiles' arrays freed, kept for the next tile
         sources = self.writer.prepare()
         pngs = {
             key: self.side.submit(
