@@ -132,9 +132,11 @@ class Worker:
                     self._send_finished(stub, timeout=IDLE_SECONDS)
                 while self.running:  # stopping: finish what we hold, then say goodbye
                     self._send_finished(stub, timeout=1.0)
-                stub.Leave(pb.Goodbye(worker=self.name))
             finally:
                 beating.set()
+                # A heartbeat the master got after the goodbye counted the worker again.
+                heart.join(timeout=welcome.heartbeat_seconds)
+            stub.Leave(pb.Goodbye(worker=self.name))
 
     def _lease_more(self, stub: pb_grpc.MasterStub, pool: Executor) -> None:
         # One tile more than the slots: it starts the moment a slot frees, while the
