@@ -398,6 +398,52 @@ def test_render_png_of_many_strips_is_colorize(tmp_path, max_size) -> None:
     np.testing.assert_array_equal(read_png(tmp_path / "ndvi.png"), colorize(values, NDVI))
 
 
+@pytest.mark.parametrize(
+    ("max_size", "level"),
+    [
+        (1000, None),
+        (770, None),  # GDAL would read the 650 px level, repeating pixels
+        (649, 0),
+        (650, 0),
+        (400, 0),
+        (325, 1),
+        (200, 1),
+        (190, 1),  # GDAL would read the 163 px level
+        (163, 2),
+        (60, 2),
+    ],
+)
+def test_a_smaller_png_samples_the_coarsest_overview_at_least_its_size(
+    tmp_path, max_size, level
+) -> None:
+    """1300 x 900 px with overviews of 650, 325 and 163 px: a PNG is sampled, strip by strip,
+    from the coarsest level at least its size, each pixel the one GDAL's nearest read of
+    that level gives (none coarser, even where GDAL's own pick would be)."""
+    data = np.random.default_rng(9).uniform(-1.2, 1.2, (900, 1300)).astype(np.float32)
+    data[::11, ::3] = np.nan
+    raster = write_raster(tmp_path / "ndvi.tif", data, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(raster, "r+") as ds:
+        ds.build_overviews([2, 4, 8], rasterio.enums.Resampling.average)
+    info = render_png(raster, str(tmp_path / "ndvi.png"), NDVI, max_size=max_size)
+    shape = (info["height"], info["width"])
+    options = {} if level is None else {"overview_level": level}
+    with rasterio.open(raster, **options) as source:
+        assert source.width >= shape[1] and source.height >= shape[0]
+        level_values = source.read(1)
+    # GDAL's nearest read of that level alone (a copy without overviews to pick from)
+    profile = {"driver": "MEM", "count": 1, "dtype": "float32", "transform": TRANSFORM}
+    with (
+        MemoryFile() as memfile,
+        memfile.open(height=level_values.shape[0], width=level_values.shape[1], **profile) as copy,
+    ):
+        copy.write(level_values, 1)
+        values = copy.read(1, out_shape=shape, resampling=rasterio.enums.Resampling.nearest)
+    np.testing.assert_array_equal(read_png(tmp_path / "ndvi.png"), colorize(values, NDVI))
+    if level is not None and level < 2:  # the next level is too small
+        with rasterio.open(raster, overview_level=level + 1) as coarser:
+            assert coarser.width < shape[1] or coarser.height < shape[0]
+
+
 def gdal_png(folder, crs, transform) -> dict[str, bytes]:
     """The sidecars GDAL's PNG driver writes (WORLDFILE=YES) for this georeferencing."""
     profile = {"width": 3, "height": 2, "count": 4, "dtype": "uint8", "crs": crs}

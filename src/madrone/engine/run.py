@@ -147,9 +147,8 @@ def run_plan(
     with (
         # GDAL's block cache is one per process, its threads included (default: 5 % of RAM):
         # a share for each thread computing tiles here (a local pool's, as each process of a
-        # process pool has), else one for reading the staging files back (the PNG). A Dask
-        # client held two shares it never used: 160 MiB of the PNG's blocks read once.
-        rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * _tile_threads(executor) * 2**20),
+        # process pool has), else what reading the staging files back needs.
+        rasterio.Env(GDAL_CACHEMAX=_cache_mb(executor, gdal_cache_mb) * 2**20),
         RunSession(plan, threads, zlevel, png_max_size, codec) as session,
     ):
         total = len(plan.tiles)
@@ -347,10 +346,19 @@ class RunSession:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _tile_threads(executor: Executor) -> int:
-    """Threads of this process that compute tiles: a local thread pool's; a process pool
-    or a cluster computes them elsewhere."""
-    return max(1, getattr(executor, "tile_threads", 1))
+# GDAL's block cache of a process whose tiles are computed elsewhere (a Dask client, the
+# gRPC master): it reads back only its staging files, a strip at a time (the PNG's level,
+# the counts' overviews), and needs a strip's blocks, not the 80 MiB of a tile thread's
+# share, which filled with blocks read once.
+STAGING_CACHE_MB = 32
+
+
+def _cache_mb(executor: Executor, gdal_cache_mb: int) -> int:
+    """GDAL's block cache for a run: a share per thread of this process that computes tiles
+    (a local thread pool's; a process pool's parent computes a one-tile job itself), else
+    the staging files' (a cluster computes them elsewhere)."""
+    threads = getattr(executor, "tile_threads", 0)
+    return gdal_cache_mb * threads if threads else STAGING_CACHE_MB
 
 
 def _full_resolution_read(plan: Plan, png_max_size: int | None) -> bool:

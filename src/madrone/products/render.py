@@ -28,6 +28,7 @@ when complete, and are byte-identical for identical input.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib.util
@@ -37,7 +38,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,6 @@ import rasterio
 from affine import Affine
 from PIL import Image, ImageDraw, ImageFont
 from rasterio.crs import CRS, epsg_treats_as_latlong, epsg_treats_as_northingeasting
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
@@ -350,36 +350,76 @@ def _check_north_up(ds: DatasetReader, path: str) -> None:
 
 
 def _iter_strips(ds: DatasetReader, width: int, height: int) -> Iterator[np.ndarray]:
-    """Yield the output grid's values in strips of rows, reading decimated when smaller."""
-    nodata = ds.nodata
-    if (width, height) != (ds.width, ds.height):
-        # One decimated read lets GDAL pick the matching overview; it is at most max_size².
-        # (Opening the overview level itself costs the same and gives the same pixels.)
-        whole = ds.read(1, out_shape=(height, width), resampling=Resampling.nearest)
-        strips = (whole[r : r + _STRIP_ROWS] for r in range(0, height, _STRIP_ROWS))
-    else:
+    """Yield the output grid's values in strips of rows: at full size read as they are,
+    smaller sampled (nearest) from an overview strip by strip, so memory stays one strip's
+    whatever the PNG's size."""
+    if (width, height) == (ds.width, ds.height):
         strips = (
             ds.read(1, window=Window(0, r, width, min(_STRIP_ROWS, height - r)))
             for r in range(0, height, _STRIP_ROWS)
         )
+    else:
+        strips = _sampled_strips(ds, width, height)
+    nodata = ds.nodata
     for values in strips:
         if nodata is not None and not np.isnan(nodata):
             values = np.where(values == nodata, np.nan, values)
         yield values
 
 
+def _sampled_strips(ds: DatasetReader, width: int, height: int) -> Iterator[np.ndarray]:
+    """The raster sampled to width x height, nearest, in strips of rows: from the coarsest
+    overview at least that size (none coarser, which would repeat pixels), each output
+    pixel the source pixel under its centre, as GDAL samples a decimated read. Choosing the
+    overview here rather than leaving it to GDAL keeps the PNG the same under any GDAL
+    version (GDAL's choice moved with its oversampling threshold)."""
+    level = _sampling_level(ds, width, height)
+    overview = None if level is None else rasterio.open(ds.name, overview_level=level)
+    with overview or contextlib.nullcontext(ds) as source:
+        rows = _nearest_positions(source.height, height)
+        cols = _nearest_positions(source.width, width)
+        for r in range(0, height, _STRIP_ROWS):
+            needed = rows[r : r + _STRIP_ROWS]
+            first = int(needed[0])
+            window = Window(0, first, source.width, int(needed[-1]) - first + 1)
+            yield source.read(1, window=window)[np.ix_(needed - first, cols)]
+
+
+def _sampling_level(ds: DatasetReader, width: int, height: int) -> int | None:
+    """The index of the coarsest overview at least width x height, None for the raster."""
+    for level in reversed(range(len(ds.overviews(1)))):
+        with rasterio.open(ds.name, overview_level=level) as overview:
+            if overview.width >= width and overview.height >= height:
+                return level
+    return None
+
+
+def _nearest_positions(source: int, output: int) -> np.ndarray:
+    """For each of ``output`` pixels spread over ``source`` pixels, the source pixel under
+    its centre (GDAL's nearest sampling: floor((i + 0.5) * source / output))."""
+    centres = (np.arange(output) + 0.5) * (source / output)
+    return np.minimum(np.floor(centres + 1e-10).astype(np.intp), source - 1)
+
+
 def _write_png(
     ds: DatasetReader, path: str, width: int, height: int, style: Style, lut: np.ndarray
 ) -> None:
     """Colour and compress the strips on two threads, each strip a piece of one zlib stream
-    (the pieces depend on the height alone, so the bytes do not depend on the threads)."""
+    (the pieces depend on the height alone, so the bytes do not depend on the threads). A
+    strip is read once a thread is free for it: a strip per thread is in memory at most,
+    and the compressed pieces."""
     strips = _iter_strips(ds, width, height)
+    pieces: list[_Piece] = []
     with ThreadPoolExecutor(_PNG_THREADS, thread_name_prefix="madrone-png") as pool:
-        pieces = [
-            pool.submit(_png_piece, values, style, lut, row_off + values.shape[0] == height)
-            for row_off, values in zip(range(0, height, _STRIP_ROWS), strips, strict=True)
-        ]
-        stream = _zlib_stream(piece.result() for piece in pieces)
+        pending: collections.deque[Future[_Piece]] = collections.deque()
+        for row_off, values in zip(range(0, height, _STRIP_ROWS), strips, strict=True):
+            last = row_off + values.shape[0] == height
+            pending.append(pool.submit(_png_piece, values, style, lut, last))
+            del values  # held by its task alone
+            if len(pending) == _PNG_THREADS:
+                pieces.append(pending.popleft().result())
+        pieces.extend(piece.result() for piece in pending)
+    stream = _zlib_stream(pieces)
     with open(path, "wb") as f:
         f.writelines(_png_chunks(width, height, stream))
 

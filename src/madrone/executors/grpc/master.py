@@ -29,7 +29,14 @@ from rasterio.env import set_gdal_config
 from madrone.config import Settings
 from madrone.engine.memory import reuse_freed_memory
 from madrone.engine.plan import Plan, plan
-from madrone.engine.run import Progress, RunCancelled, RunResult, RunSession, emit_warnings
+from madrone.engine.run import (
+    STAGING_CACHE_MB,
+    Progress,
+    RunCancelled,
+    RunResult,
+    RunSession,
+    emit_warnings,
+)
 from madrone.engine.spec import JobSpec
 from madrone.errors import InputError, MadroneError, ProcessingError
 from madrone.executors.grpc import leases
@@ -337,7 +344,7 @@ class MasterService(pb_grpc.MasterServicer):
         job = self.jobs[self.queue.popleft()]
         # The block cache the master reads its staging files through (the PNG, the counts'
         # overviews); left to GDAL, 5 % of RAM.
-        set_gdal_config("GDAL_CACHEMAX", self.settings.gdal_cache_mb * 2**20)
+        set_gdal_config("GDAL_CACHEMAX", STAGING_CACHE_MB * 2**20)
         try:
             job.session = RunSession(
                 job.plan,
