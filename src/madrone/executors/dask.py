@@ -19,6 +19,7 @@ from madrone.engine.memory import WORKER_FREE_MIB, release_freed_memory, reuse_f
 from madrone.engine.plan import TileContext
 from madrone.engine.tile import TileResult, TileTask, run_tile
 from madrone.errors import InputError
+from madrone.executors import one_thread_per_tile
 from madrone.grid import Tile
 
 CONNECT_TIMEOUT = "5s"
@@ -40,6 +41,7 @@ def _prepare_worker(mb_per_thread: int) -> None:
         from rasterio.env import set_gdal_config
 
         reuse_freed_memory()
+        one_thread_per_tile()
         threads = get_worker().state.nthreads
         set_gdal_config("GDAL_CACHEMAX", mb_per_thread * threads * 2**20)
         _cache_mb = mb_per_thread

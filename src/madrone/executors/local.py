@@ -41,6 +41,7 @@ from madrone.engine.memory import reuse_freed_memory
 from madrone.engine.plan import TileContext
 from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
 from madrone.errors import InputError
+from madrone.executors import one_thread_per_tile
 from madrone.grid import Tile
 
 # A job of at most this many pixels runs in the calling process when the worker count is
@@ -62,12 +63,9 @@ def _init_worker(context: TileContext, gdal_cache_mb: int, owner: int, prefix: s
     global _CONTEXT, _PREFIX
     _CONTEXT, _PREFIX = context, prefix
     os.environ["GDAL_CACHEMAX"] = str(gdal_cache_mb)
-    os.environ["GDAL_NUM_THREADS"] = "1"
+    one_thread_per_tile()
     reuse_freed_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import numexpr
-
-    numexpr.set_num_threads(1)
     _watch_owner(owner, prefix)
 
 

@@ -28,6 +28,7 @@ from madrone.engine.memory import WORKER_FREE_MIB, release_freed_memory, reuse_f
 from madrone.engine.plan import Plan, plan
 from madrone.engine.spec import JobSpec
 from madrone.engine.tile import TileResult, TileTask, run_tile
+from madrone.executors import one_thread_per_tile
 from madrone.executors.grpc import madrone_pb2 as pb
 from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
 from madrone.executors.grpc.wire import MAX_MESSAGE_BYTES, ResultIds, result_chunks
@@ -45,6 +46,7 @@ def _planned(spec_json: str) -> Plan:
 
 def execute(spec_json: str, tile: Tile) -> TileResult:
     """What a pool process runs: plan the job once (cached), then the tile."""
+    one_thread_per_tile()
     release_freed_memory(WORKER_FREE_MIB)
     return run_tile(TileTask(_planned(spec_json).context, tile))
 
@@ -109,9 +111,6 @@ class Worker:
         each thread keeps its own open datasets), or in a process pool when ``pool`` is
         ``processes`` and more than one runs at once."""
         if self.concurrency == 1 or self.pool == "threads":
-            import numexpr
-
-            numexpr.set_num_threads(1)  # the pool's threads are the parallelism
             return ThreadPoolExecutor(self.concurrency, thread_name_prefix="madrone-tiles")
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
         return ProcessPoolExecutor(self.concurrency, multiprocessing.get_context(method))
