@@ -94,10 +94,11 @@ class _SessionSampler:
                     rss = proc.memory_info().rss
                     times = proc.cpu_times()
                     key = (proc.pid, proc.create_time())
-                    record = self.records.get(key)
-                    if record is None:
-                        command = " ".join(proc.cmdline()) or proc.name()
-                        record = self.records[key] = _ProcessRecord(command[:160])
+                    # read every time: a child seen between its fork and its exec still
+                    # shows its parent's command line
+                    command = (" ".join(proc.cmdline()) or proc.name())[:160]
+                    record = self.records.setdefault(key, _ProcessRecord(command))
+                    record.command = command
             except psutil.Error:
                 continue
             total_rss += rss

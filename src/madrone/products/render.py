@@ -373,9 +373,7 @@ def _sampled_strips(ds: DatasetReader, width: int, height: int) -> Iterator[np.n
     pixel the source pixel under its centre, as GDAL samples a decimated read. Choosing the
     overview here rather than leaving it to GDAL keeps the PNG the same under any GDAL
     version (GDAL's choice moved with its oversampling threshold)."""
-    level = _sampling_level(ds, width, height)
-    overview = None if level is None else rasterio.open(ds.name, overview_level=level)
-    with overview or contextlib.nullcontext(ds) as source:
+    with _sampling_source(ds, width, height) as source:
         rows = _nearest_positions(source.height, height)
         cols = _nearest_positions(source.width, width)
         for r in range(0, height, _STRIP_ROWS):
@@ -385,13 +383,16 @@ def _sampled_strips(ds: DatasetReader, width: int, height: int) -> Iterator[np.n
             yield source.read(1, window=window)[np.ix_(needed - first, cols)]
 
 
-def _sampling_level(ds: DatasetReader, width: int, height: int) -> int | None:
-    """The index of the coarsest overview at least width x height, None for the raster."""
+def _sampling_source(
+    ds: DatasetReader, width: int, height: int
+) -> contextlib.AbstractContextManager[DatasetReader]:
+    """The coarsest overview at least width x height, opened; else the raster itself."""
     for level in reversed(range(len(ds.overviews(1)))):
-        with rasterio.open(ds.name, overview_level=level) as overview:
-            if overview.width >= width and overview.height >= height:
-                return level
-    return None
+        overview = rasterio.open(ds.name, overview_level=level)
+        if overview.width >= width and overview.height >= height:
+            return overview
+        overview.close()
+    return contextlib.nullcontext(ds)
 
 
 def _nearest_positions(source: int, output: int) -> np.ndarray:
