@@ -142,9 +142,11 @@ def submit(
     *,
     settings: Settings | None = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> dict:
     """Run a JobSpec on a madrone master over gRPC (``host:port``), with the settings'
-    token and CA; return the master's summary (products, statistics, warnings).
+    token and CA; return the master's summary (products, statistics, warnings). Setting
+    ``cancel`` (from another thread) cancels the job on the master: ``RunCancelled``.
 
     Raises:
         InputError: the master refused the job or is unreachable.
@@ -154,7 +156,7 @@ def submit(
 
     settings = settings or Settings.from_env()
     ca = read_pem(settings.tls_ca, "MADRONE_TLS_CA")
-    return submit_job(spec, master, settings.token or None, ca, progress)
+    return submit_job(spec, master, settings.token or None, ca, progress, cancel)
 
 
 def process(

@@ -421,9 +421,24 @@ def test_cluster_command_runs_a_job(
         assert cluster.wait(timeout=30) == 0
 
 
-def test_cancel_ends_a_running_job(data_dir: Path, tmp_path: Path) -> None:
-    import threading
+def submitting(spec, address: str, **options) -> tuple[threading.Thread, dict]:
+    """``submit`` in a thread of its own; its error's text and class land in the dict."""
+    from madrone.errors import MadroneError
 
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            submit(spec, address, **options)
+        except MadroneError as error:
+            outcome["error"], outcome["class"] = str(error), type(error).__name__
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    return runner, outcome
+
+
+def test_cancel_ends_a_running_job(data_dir: Path, tmp_path: Path) -> None:
     import grpc
 
     from madrone.executors.grpc import madrone_pb2 as pb
@@ -431,31 +446,72 @@ def test_cancel_ends_a_running_job(data_dir: Path, tmp_path: Path) -> None:
 
     spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path / "out"), products=["cog"])
     with grpc_cluster([data_dir, tmp_path], workers=0) as (address, _):
-        outcome: dict = {}
-
-        def run() -> None:
-            try:
-                submit(spec, address)
-            except ProcessingError as error:
-                outcome["error"] = str(error)
-            except InputError as error:
-                outcome["error"] = str(error)
-
-        runner = threading.Thread(target=run)
-        runner.start()
+        runner, outcome = submitting(spec, address)
         with grpc.insecure_channel(address) as channel:
             stub = pb_grpc.MasterStub(channel)
-            stub.Register(pb.Hello(worker="probe", capacity=1))
-            job = ""
-            for _ in range(50):
-                reply = stub.Lease(pb.LeaseRequest(worker="probe", slots=1))
-                if reply.leases:
-                    job = reply.leases[0].job
-                    break
-                time.sleep(0.1)
-            assert job
+            job = lease_a_tile(stub)
             assert stub.Cancel(pb.CancelRequest(job=job)).accepted
             assert not stub.Cancel(pb.CancelRequest(job=job)).accepted
         runner.join(timeout=30)
     assert "job cancelled" in outcome["error"]
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def lease_a_tile(stub) -> str:
+    """Join the master as a worker and lease one tile of its running job: return the job."""
+    from madrone.executors.grpc import madrone_pb2 as pb
+
+    stub.Register(pb.Hello(worker="probe", capacity=1))
+    for _ in range(100):
+        reply = stub.Lease(pb.LeaseRequest(worker="probe", slots=1))
+        if reply.leases:
+            return reply.leases[0].job
+        time.sleep(0.1)
+    pytest.fail("the job never ran on the master")
+
+
+def test_a_set_cancel_event_cancels_the_job_on_the_master(data_dir: Path, tmp_path: Path) -> None:
+    import grpc
+
+    from madrone.executors.grpc import madrone_pb2 as pb
+    from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
+
+    spec = build_spec([str(data_dir / T29)], ["ndvi"], str(tmp_path / "out"), products=["cog"])
+    cancel = threading.Event()
+    with grpc_cluster([data_dir, tmp_path], workers=0) as (address, _):
+        runner, outcome = submitting(spec, address, cancel=cancel)
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.MasterStub(channel)
+            job = lease_a_tile(stub)  # the job runs and waits for this tile: no event comes
+            cancel.set()
+            runner.join(timeout=10)
+            assert not runner.is_alive(), "the client still waits for the master"
+            assert outcome["class"] == "RunCancelled"
+            assert outcome["error"] == f"master {address}: job {job} cancelled"
+            refused = stub.Cancel(pb.CancelRequest(job=job))
+            assert not refused.accepted and refused.reason == f"no running job {job}"
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_sigterm_to_a_submitting_client_cancels_its_job(data_dir: Path, tmp_path: Path) -> None:
+    import grpc
+
+    from madrone.executors.grpc import madrone_pb2 as pb
+    from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
+
+    out = tmp_path / "out"
+    with grpc_cluster([data_dir, tmp_path], workers=0) as (address, _):
+        client = subprocess.Popen(
+            [*COMMAND, "process", str(data_dir / T29), "-o", str(out), "-i", "ndvi",
+             "--master", address, "--quiet"], stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.MasterStub(channel)
+            job = lease_a_tile(stub)
+            client.send_signal(signal.SIGTERM)
+            assert client.wait(timeout=20) == 143
+            assert "madrone: stopped by SIGTERM" in client.stderr.read()
+            client.stderr.close()
+            refused = stub.Cancel(pb.CancelRequest(job=job))
+            assert not refused.accepted, "the client's job still ran on the master"
+    assert not out.exists() or list(out.iterdir()) == []

@@ -214,3 +214,27 @@ def test_closing_threaded_map_tiles_early_ends_the_threads(data_dir: Path) -> No
     tiles.close()
     assert time.monotonic() - started < 5
     assert tile_threads() == []
+
+
+def test_a_cancel_while_the_cogs_are_encoded_stops_before_the_next(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiles are done; the event is set (as SIGTERM sets it for ``madrone process``)
+    while the first index's COG is encoded: the second is not, and nothing is published."""
+    from madrone.products.writer import CogWriter
+
+    spec = build_spec([str(data_dir / T18)], ["ndvi", "ndsi"], str(tmp_path / "out"))
+    cancel, encoded = threading.Event(), []
+    encode = CogWriter.encode
+
+    def encode_then_cancel(writer: CogWriter, key: str) -> str:
+        encoded.append(key)
+        path = encode(writer, key)
+        cancel.set()
+        return path
+
+    monkeypatch.setattr(CogWriter, "encode", encode_then_cancel)
+    with pytest.raises(RunCancelled, match="cancelled; nothing was written"):
+        run(spec, workers=2, cancel=cancel)
+    assert encoded == ["NDVI"]
+    assert list((tmp_path / "out").iterdir()) == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import sys
 
 import click
@@ -26,25 +25,10 @@ from madrone.cli.options import (
     split_list,
 )
 from madrone.cli.report import execute, print_summary, run_with_progress
+from madrone.cli.signals import Terminated, stop_on_sigterm
 from madrone.config import Settings
 from madrone.engine.vocabulary import ALL_PRODUCTS
 from madrone.errors import MadroneError
-
-
-class Terminated(SystemExit):
-    """SIGTERM arrived: unwinds like ``sys.exit`` so every ``finally`` cleans up (the pool
-    and its processes stop, staging files go) before the process exits with 143."""
-
-
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM (a service manager, a container stop, a master releasing a job) into an
-    orderly exit. Once only: a second SIGTERM must not cut the clean-up short."""
-
-    def stop(number: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated(128 + number)
-
-    signal.signal(signal.SIGTERM, stop)
 
 
 class MadroneGroup(click.Group):

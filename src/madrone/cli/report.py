@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from madrone.cli.signals import sigterm_cancels
 from madrone.config import Settings
 from madrone.errors import InputError
 
@@ -47,11 +48,11 @@ def run_with_progress(
         state["done"] = done
 
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, sigterm_cancels() as cancel:
         warnings.simplefilter("always")
         try:
             result = run(spec, workers=workers, dask=dask, settings=Settings.from_env(),
-                         progress=progress, on_plan=on_plan)  # fmt: skip
+                         progress=progress, on_plan=on_plan, cancel=cancel)  # fmt: skip
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
@@ -86,8 +87,8 @@ def submit_to_master(spec: JobSpec, master_address: str, quiet: bool) -> None:
             bar.update(done - state["done"])
         state["done"] = done
 
-    with bar if bar is not None else contextlib.nullcontext():
-        summary = submit(spec, master_address, progress=progress)
+    with bar if bar is not None else contextlib.nullcontext(), sigterm_cancels() as cancel:
+        summary = submit(spec, master_address, progress=progress, cancel=cancel)
     for message in summary.get("warnings", []):
         click.echo(f"madrone: warning: {message}", err=True)
     if not quiet:

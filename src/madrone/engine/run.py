@@ -164,7 +164,7 @@ def run_plan(
                 _check_cancel(plan, cancel)
         finally:
             _close(stream)
-        result = session.finish()
+        result = session.finish(lambda: _check_cancel(plan, cancel))
     emit_warnings(result)
     return result
 
@@ -286,11 +286,14 @@ class RunSession:
         for name, windows in stats.items():
             self.partials[name].update(windows)
 
-    def finish(self) -> RunResult:
-        """Encode the COGs, make the other products and move them into the output folder."""
+    def finish(self, check: Callable[[], None] = lambda: None) -> RunResult:
+        """Encode the COGs, make the other products and move them into the output folder.
+        ``check`` is called between products: an exception it raises stops the run before
+        anything is moved."""
         plan = self.plan
         with returning_freed_memory():  # the tiles' memory, of no use to the products
-            cogs, drawn = self._encode_and_draw()
+            cogs, drawn = self._encode_and_draw(check)
+        check()
         notes = _date_notes(plan) + _plausibility(plan, self.counts)
         products = {
             key: _index_products(
@@ -309,7 +312,9 @@ class RunSession:
             datetime=moment, start_datetime=start, end_datetime=end, undated=undated,
         )  # fmt: skip
 
-    def _encode_and_draw(self) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    def _encode_and_draw(
+        self, check: Callable[[], None]
+    ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         """Encode the COGs and, meanwhile on the draw thread, each index's PNG from the
         prepared values: the COG's own pixels (lossless), so the same PNG as from the COG,
         drawn while the encoding threads leave a core idle part of the time. The legends,
@@ -323,7 +328,10 @@ class RunSession:
             if "png" in self.plan.spec.products
         }
         try:
-            cogs = {key: self.writer.encode(key) for key in sources}
+            cogs = {}
+            for key in sources:
+                check()
+                cogs[key] = self.writer.encode(key)
         finally:
             drawn: dict[str, dict[str, str]] = {key: {} for key in self.names}
             for kind, pending in (("png", pngs), ("legend", self.legends)):

@@ -12,11 +12,11 @@ segment, the parent maps it, the writer copies it out, the segment is unlinked):
 them through the pool's pipe would cost more CPU than computing the index.
 
 A pool never outlives its run. Abandoning ``map_tiles`` (the generator closed, an exception
-from the consumer, SIGTERM turned into SystemExit) cancels what is queued, terminates the
-workers at once (a tile is pure computation, so nothing is lost but time) and unlinks the
-pool's shared memory. A worker also ends itself when the process that owns the pool dies,
-even by ``kill -9``: with no worker left, the fork server and the resource tracker, whose
-pipes the workers held open, exit too.
+from the consumer, a cancelled run such as ``madrone process`` stopped by SIGTERM) cancels
+what is queued, terminates the workers at once (a tile is pure computation, so nothing is
+lost but time) and unlinks the pool's shared memory. A worker also ends itself when the
+process that owns the pool dies, even by ``kill -9``: with no worker left, the fork server
+and the resource tracker, whose pipes the workers held open, exit too.
 """
 
 from __future__ import annotations
