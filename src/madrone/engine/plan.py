@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioIOError
@@ -64,6 +66,7 @@ class BandRead:
     file_nodata: float | None
     row_shift: int | None
     col_shift: int | None
+    itemsize: int = 2  # bytes per pixel of the file's band
 
     @property
     def direct(self) -> bool:
@@ -334,6 +337,7 @@ class _BandInfo:
     width: int
     block: tuple[int, int]
     nodata: float | None
+    itemsize: int
 
 
 def _inspect_scene(scene: Scene, needed: list[str]) -> dict[str, tuple[BandRef, _BandInfo]]:
@@ -360,6 +364,7 @@ def _inspect_band(scene_name: str, band: str, ref: BandRef) -> _BandInfo:
                 dataset.width,
                 tuple(dataset.block_shapes[ref.band_index - 1]),
                 dataset.nodatavals[ref.band_index - 1],
+                np.dtype(dataset.dtypes[ref.band_index - 1]).itemsize,
             )
     except RasterioIOError as error:
         raise SourceError(
@@ -463,6 +468,7 @@ def _band_read(ref: BandRef, info: _BandInfo, grid: Grid) -> BandRead:
         info.nodata,
         row_shift,
         col_shift,
+        info.itemsize,
     )
 
 
@@ -489,6 +495,45 @@ def _aligned_tile_size(scenes: tuple[SceneRead, ...], grid: Grid) -> int:
     footprint = max(candidates, default=DEFAULT_TILE)
     size = footprint * max(1, math.ceil(DEFAULT_TILE / footprint))
     return footprint if size > MAX_TILE else size
+
+
+# GDAL's block cache per tile thread when no source block is read by two tiles (every
+# block is decoded once, read once and never again): a margin over the blocks one tile
+# reads, at least this. With the default 80 MiB, blocks read once filled the cache to no
+# use: the full scene's NDVI held 140 MiB more (bench/run.py).
+STREAMED_CACHE_MB = 8
+
+
+def tile_cache_mb(context: TileContext, tiles: Iterable[Tile], shared_mb: int) -> int:
+    """GDAL's block cache per thread computing ``tiles``: ``shared_mb`` (the setting) when
+    neighbouring tiles read the same source blocks (a band warped or resampled, blocks
+    across tile edges), which the cache must keep from one tile to the next; else twice
+    the blocks the largest tile reads, at least STREAMED_CACHE_MB, at most ``shared_mb``."""
+    largest = 0
+    for tile in tiles:
+        for scene in context.scenes:
+            for read in scene.bands.values():
+                if not _reads_whole_blocks(read, tile, context.grid):
+                    return shared_mb
+        largest = max(largest, tile.height * tile.width)
+    pixel_bytes = sum(read.itemsize for scene in context.scenes for read in scene.bands.values())
+    needed = -(-2 * largest * pixel_bytes // 2**20)
+    return min(shared_mb, max(STREAMED_CACHE_MB, needed))
+
+
+def _reads_whole_blocks(read: BandRead, tile: Tile, grid: Grid) -> bool:
+    """Whether the tile's window of a band starts on its blocks' edges and ends on them or
+    at the grid's edge, so no other tile reads those blocks."""
+    if not read.direct:
+        return False
+    rows, cols = read.block
+    bottom, right = tile.row_off + tile.height, tile.col_off + tile.width
+    return (
+        (tile.row_off + read.row_shift) % rows == 0
+        and (tile.col_off + read.col_shift) % cols == 0
+        and ((bottom + read.row_shift) % rows == 0 or bottom == grid.height)
+        and ((right + read.col_shift) % cols == 0 or right == grid.width)
+    )
 
 
 def _safe_name(name: str) -> str:

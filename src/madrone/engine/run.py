@@ -25,7 +25,7 @@ import rasterio
 
 from madrone import __version__
 from madrone.engine.memory import release_freed_memory, returning_freed_memory, reuse_freed_memory
-from madrone.engine.plan import Plan, TileContext
+from madrone.engine.plan import Plan, TileContext, tile_cache_mb
 from madrone.engine.progress import ProgressLog
 from madrone.engine.tile import TileResult, count_key
 from madrone.errors import (
@@ -148,7 +148,7 @@ def run_plan(
         # GDAL's block cache is one per process, its threads included (default: 5 % of RAM):
         # a share for each thread computing tiles here (a local pool's, as each process of a
         # process pool has), else what reading the staging files back needs.
-        rasterio.Env(GDAL_CACHEMAX=_cache_mb(executor, gdal_cache_mb) * 2**20),
+        rasterio.Env(GDAL_CACHEMAX=_cache_mb(executor, plan, gdal_cache_mb) * 2**20),
         RunSession(plan, threads, zlevel, png_max_size, codec) as session,
     ):
         total = len(plan.tiles)
@@ -361,12 +361,14 @@ class RunSession:
 STAGING_CACHE_MB = 32
 
 
-def _cache_mb(executor: Executor, gdal_cache_mb: int) -> int:
+def _cache_mb(executor: Executor, plan: Plan, gdal_cache_mb: int) -> int:
     """GDAL's block cache for a run: a share per thread of this process that computes tiles
-    (a local thread pool's; a process pool's parent computes a one-tile job itself), else
-    the staging files' (a cluster computes them elsewhere)."""
+    (a local thread pool's; a process pool's parent computes a one-tile job itself), as
+    these tiles need it, else the staging files' (a cluster computes them elsewhere)."""
     threads = getattr(executor, "tile_threads", 0)
-    return gdal_cache_mb * threads if threads else STAGING_CACHE_MB
+    if not threads:
+        return STAGING_CACHE_MB
+    return tile_cache_mb(plan.context, plan.tiles, gdal_cache_mb) * threads
 
 
 def _full_resolution_read(plan: Plan, png_max_size: int | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 
 
 @functools.cache
@@ -17,3 +18,21 @@ def one_thread_per_tile() -> None:
 
     os.environ.setdefault("GDAL_NUM_THREADS", "1")
     numexpr.set_num_threads(1)
+
+
+_CACHE_LOCK = threading.Lock()
+_cache_bytes: int | None = None
+
+
+def set_tile_cache(mb_per_thread: int, threads: int) -> None:
+    """In a worker process: GDAL's block cache, one per process, at ``threads`` times the
+    share a thread of the job needs (``engine.plan.tile_cache_mb``); set again only when a
+    job needs another size (GDAL reads the setting when its cache is next used)."""
+    from rasterio.env import set_gdal_config
+
+    global _cache_bytes
+    wanted = mb_per_thread * threads * 2**20
+    with _CACHE_LOCK:
+        if _cache_bytes != wanted:
+            set_gdal_config("GDAL_CACHEMAX", wanted)
+            _cache_bytes = wanted

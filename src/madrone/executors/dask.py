@@ -12,39 +12,35 @@ the scheduler relays them.
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Iterator, Sequence
 
 from madrone.engine.memory import WORKER_FREE_MIB, release_freed_memory, reuse_freed_memory
-from madrone.engine.plan import TileContext
+from madrone.engine.plan import TileContext, tile_cache_mb
 from madrone.engine.tile import TileResult, TileTask, run_tile
 from madrone.errors import InputError
-from madrone.executors import one_thread_per_tile
+from madrone.executors import one_thread_per_tile, set_tile_cache
 from madrone.grid import Tile
 
 CONNECT_TIMEOUT = "5s"
 PROBE_SECONDS = 3.0
 BATCH_PIXELS = 1024 * 1024
-_CACHE_SET = threading.Lock()
-_cache_mb: int | None = None
 
 
 def _prepare_worker(mb_per_thread: int) -> None:
-    """Once per worker process: cap its GDAL block cache at its threads times the per-thread
-    share (left alone, GDAL takes 5 % of the machine's memory in every worker process), and
-    keep freed tile memory in few heaps (see ``reuse_freed_memory``)."""
-    global _cache_mb
-    with _CACHE_SET:
-        if _cache_mb == mb_per_thread:
-            return
-        from distributed import get_worker
-        from rasterio.env import set_gdal_config
+    """In a worker process: cap its GDAL block cache at its threads times the share a
+    thread of this job needs (left alone, GDAL takes 5 % of the machine's memory in every
+    worker process), and keep freed tile memory in few heaps (see ``reuse_freed_memory``)."""
+    from distributed import get_worker
 
-        reuse_freed_memory()
-        one_thread_per_tile()
-        threads = get_worker().state.nthreads
-        set_gdal_config("GDAL_CACHEMAX", mb_per_thread * threads * 2**20)
-        _cache_mb = mb_per_thread
+    _prepare_process()
+    set_tile_cache(mb_per_thread, get_worker().state.nthreads)
+
+
+@functools.cache
+def _prepare_process() -> None:
+    reuse_freed_memory()
+    one_thread_per_tile()
 
 
 def _run_on_worker(tiles: list[Tile], context: TileContext, gdal_cache_mb: int) -> list[TileResult]:
@@ -106,9 +102,10 @@ class DaskExecutor:
             threads = sum(client.nthreads().values()) or 1
             ahead = self.tiles_in_flight or 2 * threads
             direct = self.direct if self.direct is not None else workers_reachable(client)
+            cache_mb = tile_cache_mb(context, tiles, self.gdal_cache_mb)
 
             def submit(batch: list[Tile]):
-                return client.submit(_run_on_worker, batch, shared, self.gdal_cache_mb, pure=False)
+                return client.submit(_run_on_worker, batch, shared, cache_mb, pure=False)
 
             queue = iter(batches(tiles, threads))
             first = [submit(batch) for _, batch in zip(range(ahead), queue, strict=False)]

@@ -38,7 +38,7 @@ import numpy as np
 import rasterio
 
 from madrone.engine.memory import reuse_freed_memory
-from madrone.engine.plan import TileContext
+from madrone.engine.plan import TileContext, tile_cache_mb
 from madrone.engine.tile import TileResult, TileTask, close_datasets, run_tile
 from madrone.errors import InputError
 from madrone.executors import one_thread_per_tile
@@ -243,11 +243,12 @@ class LocalExecutor:
             yield from _ThreadPool(context, tiles, self.workers, self.workers).results()
             return
         prefix = f"psm_md{secrets.token_hex(4)}"  # never a default name: "m" is not hex
+        cache_mb = tile_cache_mb(context, tiles, self.gdal_cache_mb)
         pool = ProcessPoolExecutor(
             max_workers=min(self.workers, len(tiles)),
             mp_context=_start_context(),
             initializer=_init_worker,
-            initargs=(context, self.gdal_cache_mb, os.getpid(), prefix),
+            initargs=(context, cache_mb, os.getpid(), prefix),
         )
         pending: set[Future] = set()
         finished = False

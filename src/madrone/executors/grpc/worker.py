@@ -25,10 +25,10 @@ from concurrent.futures import (
 import grpc
 
 from madrone.engine.memory import WORKER_FREE_MIB, release_freed_memory, reuse_freed_memory
-from madrone.engine.plan import Plan, plan
+from madrone.engine.plan import Plan, plan, tile_cache_mb
 from madrone.engine.spec import JobSpec
 from madrone.engine.tile import TileResult, TileTask, run_tile
-from madrone.executors import one_thread_per_tile
+from madrone.executors import one_thread_per_tile, set_tile_cache
 from madrone.executors.grpc import madrone_pb2 as pb
 from madrone.executors.grpc import madrone_pb2_grpc as pb_grpc
 from madrone.executors.grpc.wire import MAX_MESSAGE_BYTES, ResultIds, result_chunks
@@ -44,9 +44,20 @@ def _planned(spec_json: str) -> Plan:
     return plan(JobSpec.from_dict(json.loads(spec_json)), writes=False)
 
 
-def execute(spec_json: str, tile: Tile) -> TileResult:
-    """What a pool process runs: plan the job once (cached), then the tile."""
+@functools.lru_cache(maxsize=4)
+def _cache_mb(spec_json: str, mb_per_thread: int) -> int:
+    planned = _planned(spec_json)
+    return tile_cache_mb(planned.context, planned.tiles, mb_per_thread)
+
+
+def execute(spec_json: str, tile: Tile, cache: tuple[int, int] | None = None) -> TileResult:
+    """What a pool process runs: plan the job once (cached), size GDAL's block cache for
+    it (``cache``: the setting per thread and the process's tile threads; None when the
+    operator set GDAL_CACHEMAX), then the tile."""
     one_thread_per_tile()
+    if cache is not None:
+        mb_per_thread, threads = cache
+        set_tile_cache(_cache_mb(spec_json, mb_per_thread), threads)
     release_freed_memory(WORKER_FREE_MIB)
     return run_tile(TileTask(_planned(spec_json).context, tile))
 
@@ -85,14 +96,15 @@ class Worker:
         self.compress = not master.startswith(("127.", "localhost", "[::1]"))
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.running: dict[Future, pb.TaskLease] = {}
+        self.cache: tuple[int, int] | None = None  # for ``execute``, set by ``run``
         self.lock = threading.Lock()
 
     def run(self, stop: threading.Event) -> None:
         """Work until stopped; reconnect with exponential backoff when the master is away."""
-        # GDAL's block cache, read by GDAL when first used: per process, so the threads of
-        # a thread pool share the sum of their shares (a process pool inherits it per child).
+        # GDAL's block cache: per process, so the threads of a thread pool share the sum of
+        # their shares (each process of a process pool has one thread's), sized per job.
         threads = self.concurrency if self.pool == "threads" else 1
-        os.environ.setdefault("GDAL_CACHEMAX", str(self.gdal_cache_mb * threads))
+        self.cache = None if "GDAL_CACHEMAX" in os.environ else (self.gdal_cache_mb, threads)
         reuse_freed_memory()
         with self._pool() as pool:
             backoff = 0.5
@@ -147,7 +159,7 @@ class Worker:
         for lease in reply.leases:
             tile = Tile(lease.row_off, lease.col_off, lease.height, lease.width)
             with self.lock:
-                self.running[pool.submit(execute, lease.spec_json, tile)] = lease
+                self.running[pool.submit(execute, lease.spec_json, tile, self.cache)] = lease
         if reply.no_work and not self.running:
             time.sleep(IDLE_SECONDS)
 
