@@ -50,9 +50,9 @@ def format_console(title: str, rows: list[Row]) -> str:
         lines.append("  ".join([first, *rest]))
         if n == 0:
             lines.append("  ".join("-" * width for width in widths))
-    note = _lower_bound_note(rows)
-    if note:
-        lines.append(note)
+    for note in (_lower_bound_note(rows), _runs_note(rows)):
+        if note:
+            lines.append(note)
     for row in rows:
         if row["status"] != "ok":
             lines.append(f"{row['tool']}: {row['status']}: {row.get('message', '')}")
@@ -60,6 +60,21 @@ def format_console(title: str, rows: list[Row]) -> str:
     if busy:
         lines.append(busy)
     return "\n".join(lines)
+
+
+def _runs_note(rows: list[Row]) -> str | None:
+    """Every run's wall time per tool, when each ran more than once."""
+    spread = [
+        f"{row['tool']} {min(row['wall_runs_s']):.1f}-{max(row['wall_runs_s']):.1f}"
+        for row in rows
+        if len(row.get("wall_runs_s", ())) > 1
+    ]
+    if not spread:
+        return None
+    count = max(len(row.get("wall_runs_s", ())) for row in rows)
+    return f"medians of {count} interleaved runs; wall s from fastest to slowest: " + ", ".join(
+        spread
+    )
 
 
 def _busy_note(rows: list[Row]) -> str | None:
@@ -84,7 +99,12 @@ def format_markdown(results: dict[str, Any]) -> str:
         f"{results.get('codec', 'DEFLATE level 1')} GeoTIFF, predictor 3, for every tool but "
         "the one marked usual settings; madrone writes a COG with overviews. "
         "Peak memory is the largest sum of RSS over each tool's whole process tree. "
-        "Each run happens once, with a warm page cache.",
+        + (
+            f"Each tool ran {results['repeats']} times, interleaved (every tool once per "
+            "round), with a warm page cache; the table gives each tool's median run."
+            if results.get("repeats", 1) > 1
+            else "Each run happens once, with a warm page cache."
+        ),
         "",
     ]
     for fmt, rows in results["formats"].items():
@@ -97,6 +117,9 @@ def format_markdown(results: dict[str, Any]) -> str:
         note = _lower_bound_note(rows)
         if note:
             lines.extend(["", f"The {note}."])
+        runs = _runs_note(rows)
+        if runs:
+            lines.extend(["", f"{runs[0].upper()}{runs[1:]}."])
         if fmt in FORMAT_NOTES:
             lines.extend(["", f"{FORMAT_NOTES[fmt]}."])
         busy = _busy_note(rows)

@@ -3,9 +3,10 @@
     python bench/run.py [--data bench/data] [--size 10980] [--formats gtiff,jp2] [--only ...]
 
 Data comes from bench/generate.py (run automatically when files are missing) in
-``<data>/<size>/<format>/``. Each tool runs once as a subprocess with a warm page cache; its
-wall time, CPU time (the whole process tree) and peak summed RSS are measured, and its output
-is checked against a reference NDVI before it is deleted. Results go to
+``<data>/<size>/<format>/``. Each tool runs as a subprocess with a warm page cache, once or,
+with ``--repeats N``, once per round for N rounds (the table gives its median run); its wall
+time, CPU time (the whole process tree) and peak summed RSS are measured, and its output is
+checked against a reference NDVI before it is deleted. Results go to
 bench/results/latest.{json,md,png}.
 """
 
@@ -60,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per tool run")
     parser.add_argument("--keep-outputs", action="store_true", help="do not delete outputs")
+    parser.add_argument(
+        "--repeats", type=int, default=1,
+        help="rounds of every tool (interleaved); the table gives each tool's median run",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     args.formats = _comma_list(parser, args.formats, FORMATS, "format")
     args.only = _comma_list(parser, args.only, TOOL_NAMES, "tool") or list(TOOL_NAMES)
@@ -184,6 +189,17 @@ def run_tool(tool: Tool, inputs: Inputs, out: Path, timeout_s: float, keep: bool
     return row
 
 
+def median_run(runs: list[dict]) -> dict:
+    """A tool's run with the median wall time (the lower of the two middle ones), with every
+    run's wall time beside it; a failed run, if any, instead: it is not averaged away."""
+    failed = [run for run in runs if run.get("status") != "ok"]
+    if failed:
+        return failed[0]
+    median = dict(sorted(runs, key=lambda run: run["wall_s"])[(len(runs) - 1) // 2])
+    median["wall_runs_s"] = [run["wall_s"] for run in runs]
+    return median
+
+
 def add_ratios(rows: list[dict]) -> None:
     madrone = next((r for r in rows if r["tool"] == "madrone" and r["status"] == "ok"), None)
     for row in rows:
@@ -244,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate_s": round(generated_s, 1) if generated_s is not None else None,
         "machine": machine_facts(),
         "load_average_at_start": round(load, 2),
+        "repeats": args.repeats,
         "codec": f"{output_codec()[0].upper()} level {output_codec()[1]}",
         "formats": {},
     }
@@ -254,11 +271,15 @@ def main(argv: list[str] | None = None) -> int:
             folder, folder / band_filename("B04", fmt), folder / band_filename("B08", fmt)
         )
         print(f"{fmt}: {folder}", flush=True)
-        rows = []
-        for tool in tools:
-            warm_cache(folder)
-            out = scene_dir / "out" / f"{fmt}-{tool.name}"
-            rows.append(run_tool(tool, inputs, out, args.timeout, args.keep_outputs))
+        runs: dict[str, list[dict]] = {tool.name: [] for tool in tools}
+        for round_ in range(args.repeats):
+            if args.repeats > 1:
+                print(f" round {round_ + 1} of {args.repeats}", flush=True)
+            for tool in tools:  # every tool once per round: a slow spell hits them all
+                warm_cache(folder)
+                out = scene_dir / "out" / f"{fmt}-{tool.name}"
+                runs[tool.name].append(run_tool(tool, inputs, out, args.timeout, args.keep_outputs))
+        rows = [median_run(runs[tool.name]) for tool in tools]
         add_ratios(rows)
         results["formats"][fmt] = rows
     if not args.keep_outputs:
