@@ -95,10 +95,12 @@ class _SessionSampler:
                     times = proc.cpu_times()
                     key = (proc.pid, proc.create_time())
                     # read every time: a child seen between its fork and its exec still
-                    # shows its parent's command line
-                    command = (" ".join(proc.cmdline()) or proc.name())[:160]
-                    record = self.records.setdefault(key, _ProcessRecord(command))
-                    record.command = command
+                    # shows its parent's command line; an exiting one shows none, and
+                    # keeps the last it showed
+                    command = " ".join(proc.cmdline())[:160]
+                    record = self.records.setdefault(key, _ProcessRecord(command or proc.name()))
+                    if command:
+                        record.command = command
             except psutil.Error:
                 continue
             total_rss += rss
