@@ -29,7 +29,9 @@ class Settings:
             has its own, the threads of a thread pool share one of workers times this. A
             JPEG 2000 scene's 20 m blocks serve two rows of 1024 px tiles, so the cache must
             outlast a row: NDVI + NDSI of one scene, 2 threads, took 60.6 s at 64 MiB for
-            both, 49.7 s at 128 and 47.0 s at 160 (``madrone process``).
+            both, 49.7 s at 128 and 47.0 s at 160 (``madrone process``). Used when tiles
+            share source blocks; when none does, a worker keeps what its tiles need
+            (``engine.plan.tile_cache_mb``), at most this.
         png_max_size: the PNG's longest side in pixels; larger products are rendered from
             the COG's overviews.
         cog_codec: the COG's lossless codec, ``zstd`` (the default: about twice as fast to
