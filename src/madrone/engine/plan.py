@@ -499,8 +499,8 @@ def _aligned_tile_size(scenes: tuple[SceneRead, ...], grid: Grid) -> int:
 
 # GDAL's block cache per tile thread when no source block is read by two tiles (every
 # block is decoded once, read once and never again): a margin over the blocks one tile
-# reads, at least this. With the default 80 MiB, blocks read once filled the cache to no
-# use: the full scene's NDVI held 140 MiB more (bench/run.py).
+# reads, at least this. With the default 80 MiB per thread, blocks read once filled the
+# cache to no use: the full scene's NDVI peaked at 371 MiB instead of 213 (bench/run.py).
 STREAMED_CACHE_MB = 8
 
 
