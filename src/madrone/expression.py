@@ -186,11 +186,14 @@ def evaluate(
 @dataclass(frozen=True)
 class DnBand:
     """How a band's digital numbers become reflectance: (DN + offset) * scale, and which DN
-    values mean "no value" (float DN arrays may also carry NaN)."""
+    values mean "no value" (float DN arrays may also carry NaN). ``dn_range``, when known:
+    the smallest and largest DN of the array it describes, so a test no value can pass is
+    skipped."""
 
     offset: float
     scale: float
     invalid: tuple[float, ...] = ()
+    dn_range: tuple[float, float] | None = None
 
 
 def evaluate_dn(
@@ -251,8 +254,10 @@ def _reflectance(array: np.ndarray, band: DnBand) -> np.ndarray:
 
 def _mark_invalid_dn(array: np.ndarray, band: DnBand, nodata: np.ndarray) -> None:
     """Set ``nodata`` where a band's DN is one of its invalid values, or NaN."""
+    low, high = band.dn_range or (-np.inf, np.inf)
     for value in band.invalid:
-        nodata |= array == array.dtype.type(value)
+        if low <= value <= high:
+            nodata |= array == array.dtype.type(value)
     if array.dtype.kind == "f":
         nodata |= np.isnan(array)
 

@@ -47,6 +47,15 @@ def test_halve_is_the_nan_mean_of_each_block(shape: tuple[int, int]) -> None:
     assert np.isnan(out[:2, :3]).all()  # a block with no valid pixel stays nodata
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (64, 30)])
+def test_halve_without_nodata_gives_the_bytes_it_gives_beside_nodata(shape) -> None:
+    values = np.random.default_rng(5).uniform(-1, 1, shape).astype(np.float32)
+    beside = np.vstack([values, np.full((2, shape[1]), np.nan, np.float32)])
+    out = halve(values)  # no NaN: the shortcut; beside NaN: the general way
+    assert out.tobytes() == halve(beside)[: shape[0] // 2].tobytes()
+    np.testing.assert_allclose(out, block_nanmean(values), rtol=1e-6, atol=1e-7)
+
+
 def test_halve_of_a_constant_is_the_constant_exactly() -> None:
     values = np.full((6, 6), 0.3, np.float32)
     values[0, 0] = np.nan

@@ -66,6 +66,18 @@ def test_values_on_bin_edges_follow_numpy(tmp_path):
     assert stats["histogram"]["counts"] == counts.tolist()
 
 
+def test_values_a_hair_from_bin_edges_follow_numpy(tmp_path):
+    edges = np.linspace(-1.0, 1.0, 51).astype(np.float32)
+    near = [np.nextafter(edges, np.float32(-2)), edges, np.nextafter(edges, np.float32(2))]
+    data = np.vstack(near * 2)
+    stats = compute_stats(write_raster(tmp_path / "near.tif", data), (-1.0, 1.0), bins=50)
+    counts, _ = np.histogram(data.astype(np.float64), bins=50, range=(-1.0, 1.0))
+    counts[0] += np.count_nonzero(data < -1.0)  # folded into the end bins
+    counts[-1] += np.count_nonzero(data > 1.0)
+    assert stats["histogram"]["counts"] == counts.tolist()
+    assert stats["histogram"]["below_range"] == stats["histogram"]["above_range"] == 2
+
+
 @pytest.mark.parametrize(
     "layout",
     [

@@ -34,6 +34,13 @@ def level_shape(height: int, width: int, factor: int) -> tuple[int, int]:
 def halve(values: np.ndarray) -> np.ndarray:
     """The float32 level above ``values``: the NaN-ignoring mean of each 2 x 2 block."""
     height, width = values.shape
+    if not (height % 2 or width % 2 or np.isnan(values).any()):
+        # Every count is 4: the same sums, in the same order, and x / 4 is x * 0.25 exactly.
+        total = values[0::2, 0::2] + values[0::2, 1::2]
+        total += values[1::2, 0::2]
+        total += values[1::2, 1::2]
+        total *= np.float32(0.25)
+        return total
     if height % 2 or width % 2:
         padded = np.full((height + height % 2, width + width % 2), np.nan, np.float32)
         padded[:height, :width] = values

@@ -135,11 +135,11 @@ def _bin_counts(x: np.ndarray, edges: np.ndarray, work: np.ndarray) -> np.ndarra
     # Values outside fold into the end bins; clipping to the middle of those bins also keeps
     # them (and the outer edges, where either side is the same bin) off the near-edge check.
     np.clip(scaled, 0.5, bins - 0.5, out=scaled)
-    index = scaled.astype(np.intp)  # the type bincount counts in: no copy there
+    floor = np.floor(scaled)
+    index = floor.astype(np.intp)  # the type bincount counts in: no copy there
     # float32 rounding may misplace values within a hair of an inner edge: redo those exactly
-    off_edge = np.subtract(scaled, index, out=scaled)  # in [0, 1): the position in the bin
-    off_edge -= 0.5
-    near = np.flatnonzero(np.abs(off_edge, out=off_edge) > 0.499)
+    off_edge = np.subtract(scaled, floor, out=scaled)  # in [0, 1), exact: the place in the bin
+    near = np.flatnonzero((off_edge < np.float32(0.001)) | (off_edge > np.float32(0.999)))
     if near.size:  # inner edges only: the exact bin is one of the two they separate
         index[near] = np.searchsorted(edges, x[near].astype(np.float64), side="right") - 1
     return np.bincount(index, minlength=bins)

@@ -86,14 +86,20 @@ class ReflectanceCounts:
         # For integer DN: reflectance < 0 <=> DN < ceil(-offset); > 1.5 <=> DN > floor(1.5/s - o)
         negative_below = math.ceil(-band.offset)
         far_above = math.floor(FAR_ABOVE_ONE / band.scale - band.offset)
-        invalid = [int(np.count_nonzero(dn == value)) for value in band.invalid]
+        low, high = band.dn_range or (-math.inf, math.inf)
+        invalid = [
+            int(np.count_nonzero(dn == value)) if low <= value <= high else 0
+            for value in band.invalid
+        ]
         self.valid += dn.size - sum(invalid)
-        self.negative += int(np.count_nonzero(dn < negative_below)) - sum(
-            n for n, value in zip(invalid, band.invalid, strict=True) if value < negative_below
-        )
-        self.far_above_one += int(np.count_nonzero(dn > far_above)) - sum(
-            n for n, value in zip(invalid, band.invalid, strict=True) if value > far_above
-        )
+        if low < negative_below:
+            self.negative += int(np.count_nonzero(dn < negative_below)) - sum(
+                n for n, value in zip(invalid, band.invalid, strict=True) if value < negative_below
+            )
+        if high > far_above:
+            self.far_above_one += int(np.count_nonzero(dn > far_above)) - sum(
+                n for n, value in zip(invalid, band.invalid, strict=True) if value > far_above
+            )
 
     def merge(self, other: ReflectanceCounts) -> None:
         self.valid += other.valid
