@@ -10,7 +10,8 @@ CPU time comes from two places, and the larger wins:
   interval late.
 Peak memory is the maximum over samples of the SUM of RSS of those processes (shared pages
 count once per process that maps them, as RSS does). ``other_cpu_s`` is the CPU time the rest
-of the machine used meanwhile: a busy machine makes the wall times meaningless.
+of the machine used meanwhile, less this process's own (the sampler's): a busy machine
+makes the wall times meaningless.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ class _SessionSampler:
 def _busy_cpu_s() -> float:
     """CPU seconds the whole machine has spent busy since boot."""
     times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+    # guest time is counted in user time already
+    guest = getattr(times, "guest", 0.0) + getattr(times, "guest_nice", 0.0)
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0) - guest
 
 
 def run_measured(
@@ -147,7 +150,7 @@ def run_measured(
     timeout_s: float = 3600.0,
 ) -> Measurement:
     """Run ``argv`` to completion, sampling its process tree every ``SAMPLE_S`` seconds."""
-    busy_before = _busy_cpu_s()
+    busy_before, own_before = _busy_cpu_s(), time.process_time()
     started = time.perf_counter()
     # Its own session, so a timeout or Ctrl-C can end the tool's whole process group.
     proc = subprocess.Popen(
@@ -181,7 +184,7 @@ def run_measured(
     finally:
         timer.cancel()
     wall = time.perf_counter() - started
-    busy = _busy_cpu_s() - busy_before
+    busy = _busy_cpu_s() - busy_before - (time.process_time() - own_before)
     sampler.stop()
     sampling.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
