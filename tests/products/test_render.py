@@ -357,20 +357,27 @@ def test_colorize_pixels_interleaves_and_writes_into_a_view() -> None:
     assert (scanlines[:, 0] == 7).all()
 
 
-def test_encode_png_is_zlib_level_1_of_unfiltered_rows() -> None:
-    """The tiles' encoding, byte for byte: one IDAT of ``zlib.compress(scanlines, 1)``."""
+def test_encode_png_is_one_zlib_stream_of_unfiltered_rows() -> None:
+    """The tiles' encoding: signature, IHDR, one IDAT whose zlib stream (checksum included)
+    the standard library inflates to the unfiltered rows, IEND; every chunk's CRC right."""
     pixels = colorize_pixels(gradient(256, 256), NDVI)
     scanlines = np.zeros((256, 1 + 256 * 4), dtype=np.uint8)
     scanlines[:, 1:] = pixels.reshape(256, -1)
-    idat = zlib.compress(scanlines.tobytes(), 1)
-    ihdr = struct.pack(">IIBBBBB", 256, 256, 8, 6, 0, 0, 0)
-    chunks = [(b"IHDR", ihdr), (b"IDAT", idat), (b"IEND", b"")]
-    expected = b"\x89PNG\r\n\x1a\n" + b"".join(
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        for kind, data in chunks
-    )
-    assert encode_png(pixels) == expected
-    with Image.open(io.BytesIO(expected)) as image:
+    png = encode_png(pixels)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, at = [], 8
+    while at < len(png):
+        (length,) = struct.unpack_from(">I", png, at)
+        kind, data = png[at + 4 : at + 8], png[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack_from(">I", png, at + 8 + length)
+        assert crc == zlib.crc32(kind + data)
+        chunks.append((kind, data))
+        at += 12 + length
+    assert [kind for kind, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    assert chunks[0][1] == struct.pack(">IIBBBBB", 256, 256, 8, 6, 0, 0, 0)
+    assert zlib.decompress(chunks[1][1]) == scanlines.tobytes()
+    assert len(chunks[1][1]) < scanlines.nbytes / 4  # compressed
+    with Image.open(io.BytesIO(png)) as image:
         np.testing.assert_array_equal(np.asarray(image.convert("RGBA")), pixels)
 
 

@@ -15,8 +15,9 @@ alike and can be compared by eye (no per-scene stretching):
 Values outside the range take the end colours; NaN (and any non-finite value or the
 raster's own nodata value) becomes fully transparent. Colours come from a 256-entry lookup
 table, so mapping a 10980 x 10980 raster is one numexpr pass and one lookup of whole pixels.
-madrone encodes the PNG itself (unfiltered rows, zlib level 1, strips compressed on two
-threads into one zlib stream) and writes the world file and aux.xml GDAL's PNG driver wrote:
+madrone encodes the PNG itself (unfiltered rows, zlib-ng at level 2, or zlib at 1, strips
+compressed on two threads into one zlib stream) and writes the world file and aux.xml GDAL's
+PNG driver wrote:
 at 4096² px under half the CPU time of GDAL's filtering encoder, and 27 % smaller
 (bench/png.py). The tables of the colormaps madrone picks are stored in ``data/colormaps``
 (matplotlib's, checked by the tests) and the legend is drawn with Pillow: a product needs no
@@ -36,6 +37,7 @@ import os
 import shutil
 import struct
 import tempfile
+import types
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -87,8 +89,7 @@ _NAME_DOMAINS: dict[str, str] = {
 
 _LUT_SIZE = 256
 _PNG_THREADS = 2
-_ZLEVEL = 1  # four times faster than zlib's default 6, about 15 % larger
-_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, level 1 (zlib.compress(data, 1)'s)
+_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window (its level field is informative only)
 _ADLER_BASE = 65521
 _TABLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "colormaps")
 _STRIP_ROWS = 512
@@ -434,7 +435,7 @@ def _png_piece(values: np.ndarray, style: Style, lut: np.ndarray, last: bool) ->
 
 def encode_png(pixels: np.ndarray) -> bytes:
     """RGBA uint8 pixels, shape (rows, cols, 4), as an 8-bit RGBA PNG: rows unfiltered,
-    one zlib stream at level 1 (``zlib.compress(scanlines, 1)``).
+    one zlib stream at the fastest level that keeps the size (zlib-ng's 2, else zlib's 1).
 
     Written here rather than by Pillow or GDAL, whose encoders try every row filter: on
     index images this takes about 40 % less time and gives smaller files (the filters do not
@@ -464,10 +465,24 @@ def _scanlines(rows: int, cols: int) -> np.ndarray:
 def _deflate(scanlines: np.ndarray, last: bool) -> _Piece:
     """Deflate scanlines on their own: a full flush ends a piece byte-aligned with nothing
     to refer back to, so pieces made apart join into one stream; the last one finishes it."""
-    compressor = zlib.compressobj(_ZLEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflater, level = _deflater()
+    compressor = deflater.compressobj(level, deflater.DEFLATED, -deflater.MAX_WBITS)
     data = compressor.compress(scanlines)
-    data += compressor.flush(zlib.Z_FINISH if last else zlib.Z_FULL_FLUSH)
-    return _Piece(data, zlib.adler32(scanlines), scanlines.nbytes)
+    data += compressor.flush(deflater.Z_FINISH if last else deflater.Z_FULL_FLUSH)
+    return _Piece(data, deflater.adler32(scanlines), scanlines.nbytes)
+
+
+@functools.cache
+def _deflater() -> tuple[types.ModuleType, int]:
+    """The deflate encoder and its level: zlib-ng's level 2, as small as zlib's level 1 on
+    these images and 1.6x faster (0.43 against 0.68 CPU s for a 4096 px PNG); where
+    zlib-ng has no wheel, the standard library's zlib at level 1 (four times faster than
+    its default 6, about 15 % larger). Imported on first use: a COG-only job never pays."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return zlib, 1
+    return zlib_ng, 2
 
 
 def _zlib_stream(pieces: Iterable[_Piece]) -> list[bytes]:
